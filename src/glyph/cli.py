@@ -1,0 +1,304 @@
+"""The `glyph` command: thin click commands over the library.
+
+Every command parses, calls one library function and prints. Library errors
+(:class:`glyph.errors.GlyphError`) are translated here, once, into one line on stderr and
+exit code 1. Heavy modules (torch, transformers, peft, faiss) are imported inside the
+commands that need them, so `glyph list` / `glyph add` start fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import GlyphError
+
+
+class _Group(click.Group):
+    """A click group that turns GlyphError into `error: …` and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GlyphError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def _echo_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+def _glyph_json(g) -> dict:
+    from .registry import codepoints
+
+    return {**g.to_dict(), "kind": g.kind, "codepoints": codepoints(g)}
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="glyph")
+def main() -> None:
+    """glyph: Unicode symbols as first-class tokens of a Qwen3 model."""
+
+
+# ---------------------------------------------------------------- registry
+@main.command()
+@click.option("--path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("glyphs_registry.yaml"), show_default=True)
+def init(path: Path) -> None:
+    """Create an empty registry in the current directory."""
+    from . import registry
+
+    reg = registry.init(path)
+    click.echo(f"created {reg.path} with registers: {', '.join(reg.registers)}")
+
+
+@main.command()
+@click.argument("symbol")
+@click.option("--name", required=True, help="slug, e.g. ascent")
+@click.option("--meaning", required=True, help="what the glyph carries, one line")
+@click.option("--archetype", default="", help="slug, e.g. initiation")
+@click.option("--trigger", default=None, help="LoRA adapter it activates (default: the name)")
+@click.option("--register", "registers", multiple=True, help="register it expands into (repeat)")
+@click.option("--scene", "scenes", multiple=True, help="linked scene id (repeat)")
+@click.option("--allow-private-use", is_flag=True, help="accept a private-use code point")
+@click.option("--allow-nonsymbol", is_flag=True, help="accept a non-ASCII letter/digit/punctuation")
+def add(symbol, name, meaning, archetype, trigger, registers, scenes, allow_private_use,
+        allow_nonsymbol) -> None:
+    """Register SYMBOL as a glyph and assign its token id."""
+    from . import registry
+
+    res = registry.add(symbol, name=name, meaning=meaning, archetype=archetype, trigger=trigger,
+                       registers=registers, scenes=scenes, allow_private_use=allow_private_use,
+                       allow_nonsymbol=allow_nonsymbol)
+    for note in res.notes:
+        click.echo(f"note: {note}", err=True)
+    g = res.glyph
+    click.echo(f"added {g.symbol} '{g.name}' id {g.id} ({g.kind}) trigger {g.trigger}")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="include retired glyphs")
+def list_(as_json: bool, show_all: bool) -> None:
+    """List registered glyphs."""
+    from . import registry
+
+    reg = registry.load()
+    glyphs = reg.glyphs if show_all else reg.active()
+    if as_json:
+        return _echo_json([_glyph_json(g) for g in glyphs])
+    for g in glyphs:
+        flag = "" if g.active else "  [retired]"
+        click.echo(f"{g.symbol}\t{g.id}\t{g.name:<12} {g.trigger:<12} {g.kind:<8} {g.meaning}{flag}")
+    click.echo(f"{len(reg.active())} active, {len(reg.glyphs) - len(reg.active())} retired "
+               f"({reg.path})", err=True)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True)
+def show(key: str, as_json: bool) -> None:
+    """Show one glyph by SYMBOL or NAME."""
+    from . import registry
+
+    g = registry.load().get(key)
+    d = _glyph_json(g)
+    if as_json:
+        return _echo_json(d)
+    for k, v in d.items():
+        click.echo(f"{k:>18}: {', '.join(v) if isinstance(v, list) else v}")
+
+
+@main.command()
+@click.argument("key")
+def remove(key: str) -> None:
+    """Retire a glyph (its id stays reserved)."""
+    from . import registry
+
+    g = registry.remove(key)
+    click.echo(f"retired {g.symbol} '{g.name}'; id {g.id} stays reserved")
+
+
+@main.command()
+def validate() -> None:
+    """Check the registry (and the scene corpus, when present)."""
+    from .project import validate_project
+
+    for line in validate_project():
+        click.echo(line)
+
+
+# ---------------------------------------------------------------- tokenizer
+@main.group(cls=_Group)
+def tokenizer() -> None:
+    """Build the glyph tokenizer."""
+
+
+@tokenizer.command("build")
+@click.option("--base", default=None, help="local dir or hub id of a Qwen-family tokenizer "
+              "(default: Qwen3's, rebuilt offline)")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+def tokenizer_build(base: str | None, out: Path) -> None:
+    """Write a Hugging Face tokenizer dir with every active glyph as one token."""
+    from . import registry
+    from . import tokenizer as tk
+
+    report = tk.build_glyph_tokenizer(registry.load().active(), out, base=base)
+    click.echo(f"{'glyph':<6}{'name':<14}{'before':>7}  {'id':>7}  kind")
+    for r in report.rows:
+        click.echo(f"{r.symbol:<6}{r.name:<14}{r.cost_before:>7}  {r.id:>7}  {r.kind}")
+    click.echo(f"wrote {report.out}")
+
+
+@main.command()
+@click.argument("text")
+@click.option("--tokenizer", "tok_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="a tokenizer dir (default: base + the registry's glyphs)")
+@click.option("--json", "as_json", is_flag=True)
+def tokenize(text: str, tok_dir: Path | None, as_json: bool) -> None:
+    """Show the tokens of TEXT."""
+    from . import tokenizer as tk
+
+    pieces = tk.tokenize(text, tk.load(tok_dir) if tok_dir else tk.project_tokenizer())
+    if as_json:
+        return _echo_json([{"id": i, "piece": p} for i, p in pieces])
+    click.echo(" ".join(f"{p}[{i}]" for i, p in pieces))
+    click.echo(f"{len(pieces)} tokens", err=True)
+
+
+# ---------------------------------------------------------------- scenes
+@main.group(cls=_Group)
+def scenes() -> None:
+    """The scene corpus (glyphs/*.yaml)."""
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+@scenes.command("list")
+@click.option("--glyph", "glyph_key", default=None, help="symbol or name")
+@click.option("--register", default=None)
+@click.option("--level", default=None)
+@click.option("--tier", default=None)
+@click.option("--split", type=click.Choice(["train", "heldout"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def scenes_list(glyph_key, register, level, tier, split, as_json) -> None:
+    """List scenes, optionally filtered."""
+    from . import registry
+    from . import scenes as sc
+
+    reg = registry.load()
+    sym = reg.get(glyph_key).symbol if glyph_key else None
+    rows = sc.load_corpus(reg).select(glyph=sym, split=split, registers=_csv(register),
+                                      levels=_csv(level), tiers=_csv(tier))
+    if as_json:
+        return _echo_json([s.to_dict() for s in rows])
+    for s in rows:
+        first = s.text.splitlines()[0][:70]
+        click.echo(f"{s.id:<7}{''.join(s.glyphs):<4}{s.register:<10}{s.level:<6}{s.tier:<8}"
+                   f"{s.lang:<3}{s.split:<8}{first}")
+    click.echo(f"{len(rows)} scenes", err=True)
+
+
+@scenes.command("add")
+@click.option("--glyph", "glyphs", multiple=True, required=True, help="symbol or name (repeat)")
+@click.option("--register", required=True)
+@click.option("--level", required=True, type=click.Choice(["micro", "meso", "macro"]))
+@click.option("--tier", default="core", show_default=True,
+              type=click.Choice(["core", "orbit", "fractal"]))
+@click.option("--lang", default="en", show_default=True)
+@click.option("--text", required=True, help="the scene text ('-' reads stdin)")
+@click.option("--id", "scene_id", default=None, help="default: the next free Δ<n>")
+def scenes_add(glyphs, register, level, tier, lang, text, scene_id) -> None:
+    """Add one scene to glyphs/<glyph name>.yaml."""
+    from . import registry
+    from . import scenes as sc
+
+    reg = registry.load()
+    text = sys.stdin.read() if text == "-" else text
+    s = sc.add(reg, glyphs=[reg.get(g).symbol for g in glyphs], register=register, level=level,
+               tier=tier, lang=lang, text=text, scene_id=scene_id)
+    click.echo(f"added scene {s.id} ({s.split}) for {''.join(s.glyphs)}")
+
+
+@scenes.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def scenes_import(file: Path) -> None:
+    """Import scenes from JSONL or CSV (all rows valid, or nothing is written)."""
+    from . import registry
+    from . import scenes as sc
+
+    new = sc.import_file(registry.load(), file)
+    click.echo(f"imported {len(new)} scenes from {file}")
+
+
+@scenes.command("validate")
+def scenes_validate() -> None:
+    """Validate the scene corpus against the registry."""
+    from . import registry
+    from . import scenes as sc
+
+    reg = registry.load()
+    for line in sc.check_coverage(reg, sc.load_corpus(reg)):
+        click.echo(line)
+
+
+# ---------------------------------------------------------------- training
+@main.command()
+@click.option("--base", default=None, help="local dir or hub id (default: embedded tiny Qwen3)")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--tiers", default="core,orbit,fractal", show_default=True)
+@click.option("--registers", default=None, help="comma list (default: all)")
+@click.option("--levels", default=None, help="comma list (default: all)")
+@click.option("--steps", type=int, default=None)
+@click.option("--epochs", type=float, default=None, help="default 3 when --steps is not given")
+@click.option("--batch-size", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="LoRA learning rate")
+@click.option("--embedding-lr", type=float, default=2e-2, show_default=True,
+              help="learning rate of the glyph rows")
+@click.option("--lora-r", type=int, default=8, show_default=True)
+@click.option("--init", type=click.Choice(["mean", "meaning", "random"]), default=None,
+              help="glyph row initialisation (default: the measured best)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--save-every", type=int, default=25, show_default=True)
+@click.option("--eval-every", type=int, default=25, show_default=True)
+@click.option("--strict", is_flag=True, help="error (not warn) on glyphs without scenes")
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
+@click.option("--overwrite", is_flag=True, help="replace the run in --out")
+def train(base, out, tiers, registers, levels, steps, epochs, batch_size, lr, embedding_lr,
+          lora_r, init, seed, save_every, eval_every, strict, resume, overwrite) -> None:
+    """Train glyph rows + one LoRA adapter per trigger into a run directory."""
+    from . import model
+    from .train import TrainConfig, train as run_train
+
+    cfg = TrainConfig(out=str(out), base=base, tiers=_csv(tiers), registers=_csv(registers),
+                      levels=_csv(levels), steps=steps, epochs=epochs, batch_size=batch_size,
+                      lr=lr, embedding_lr=embedding_lr, lora_r=lora_r, lora_alpha=2 * lora_r,
+                      init=init or model.DEFAULT_INIT, seed=seed, save_every=save_every,
+                      eval_every=eval_every, strict=strict)
+    res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: click.echo(m, err=True))
+    m = res.metrics
+    click.echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
+               f"held-out loss {m['heldout_loss']:.3f} ({m['heldout_examples']} scenes) → {res.out}")
+
+
+# ---------------------------------------------------------------- main job
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where to write artifacts (default: $GLYPH_HOME/demo)")
+def demo(out: Path | None) -> None:
+    """Run the whole default pipeline on the embedded default."""
+    from .demo import run
+
+    run(out, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,314 @@
+"""The trainer on a tiny Qwen3 built in a fixture: run layout, guarantees, resume, failures."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from glyph import registry, scenes  # noqa: E402
+from glyph.errors import ConfigError, GlyphError, ModelError, SceneError, TrainingError  # noqa: E402
+from glyph.train import IGNORE, TrainConfig, make_glyph_lm, train  # noqa: E402
+
+WORDS = {
+    "⟁": "stairs heat fear empty floor step climb upward rung ladder summit",
+    "🜂": "fire ash flame smoke kiln burn ember purify coal furnace",
+    "🫁": "breath lungs inhale exhale ribs air chest slow pause body",
+}
+REGISTERS = ["poetry", "logic"]
+
+
+def _scene_text(sym: str, k: int) -> str:
+    w = WORDS[sym].split()
+    return " ".join(w[(k + j) % len(w)] for j in range(12)) + "."
+
+
+@pytest.fixture
+def mini_project(tmp_path: Path) -> Path:
+    """3 glyphs (2 triggers), 14 scenes each (4 held out), written as a real corpus."""
+    reg_path = Path(os.environ["GLYPH_REGISTRY"])
+    registry.init(reg_path)
+    registry.add("⟁", name="ascent", meaning="heat and fear become a step up", trigger="initiation")
+    registry.add("🜂", name="fire", meaning="alchemical fire purifies", trigger="initiation")
+    registry.add("🫁", name="breath", meaning="breath of the body", trigger="body")
+    reg = registry.load()
+    n = 0
+    for sym in WORDS:
+        for k in range(14):
+            n += 1
+            scenes.add(reg, glyphs=[sym], register=REGISTERS[k % 2], level="micro",
+                       tier="core" if k < 10 else "orbit", lang="en", text=_scene_text(sym, k),
+                       scene_id=f"Δ{n}")
+    # make the split explicit so the test does not depend on the id hash
+    d = Path(os.environ["GLYPH_SCENES"])
+    for f in d.glob("*.yaml"):
+        text = f.read_text(encoding="utf-8")
+        import yaml
+
+        data = yaml.safe_load(text)
+        for i, s in enumerate(data["scenes"]):
+            s["split"] = "heldout" if i % 7 == 3 or i % 7 == 6 else "train"
+        f.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, glyph_home) -> Path:
+    """A tiny Qwen3 (hidden 32, 1 layer, tied) with the real tokenizer, briefly warmed up."""
+    os.environ["GLYPH_HOME"] = str(glyph_home)
+    from glyph.model import build_tiny_base
+
+    texts = [_scene_text(s, k) for s in WORDS for k in range(14)] * 2
+    out = tmp_path_factory.mktemp("bases") / "tiny-tied"
+    return build_tiny_base(out, texts, steps=30, config_overrides=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16))
+
+
+@pytest.fixture(scope="session")
+def tiny_untied_base(tmp_path_factory, glyph_home) -> Path:
+    os.environ["GLYPH_HOME"] = str(glyph_home)
+    from glyph.model import build_tiny_base
+
+    texts = [_scene_text(s, k) for s in WORDS for k in range(14)]
+    out = tmp_path_factory.mktemp("bases") / "tiny-untied"
+    return build_tiny_base(out, texts, steps=10, tied=False, config_overrides=dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16))
+
+
+def _cfg(out: Path, base: Path, **kw) -> TrainConfig:
+    args = dict(out=str(out), base=str(base), steps=24, batch_size=4, lr=5e-3, embedding_lr=5e-2,
+                eval_every=8, save_every=8, lora_r=4, lora_alpha=8, max_len=64)
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def _quiet(*_a, **_k) -> None:
+    pass
+
+
+@pytest.fixture
+def trained_run(mini_project, tiny_base) -> Path:
+    res = train(_cfg(mini_project / "run", tiny_base), log=_quiet, progress=False)
+    return res.out
+
+
+# ---------------------------------------------------------------- the fast forward pass
+@pytest.mark.parametrize("tied", [True, False])
+def test_fast_loss_equals_peft_forward(tied):
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen3Config(vocab_size=151936, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                      tie_word_embeddings=tied)
+    pm = get_peft_model(Qwen3ForCausalLM(cfg), LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], trainable_token_indices=[151669, 151670],
+        init_lora_weights=False), adapter_name="a")
+    with torch.no_grad():
+        for m in pm.modules():
+            if isinstance(m, TrainableTokensLayer) and not m.tied_adapter:
+                m.trainable_tokens_delta["a"].normal_()
+    x = torch.tensor([[151669, 100, 200, 151670, 5, 6, 7], [1, 151669, 3, 4, 5, 6, 151643]])
+    labels = x.clone()
+    labels[:, :2] = IGNORE
+    ours, n = make_glyph_lm(pm, tied)(x, torch.ones_like(x), labels, "a")
+    theirs = pm(input_ids=x, attention_mask=torch.ones_like(x), labels=labels).loss
+    assert n == 10
+    assert abs(ours.item() - theirs.item()) < 1e-4
+
+
+# ---------------------------------------------------------------- the run directory
+def test_run_directory_is_complete_small_and_standard(trained_run):
+    m = json.loads((trained_run / "manifest.json").read_text())
+    assert set(m["triggers"]) == {"initiation", "body"}
+    assert {g["symbol"]: g["id"] for g in m["glyphs"]} == {"⟁": 151669, "🜂": 151670,
+                                                            "🫁": 151671}
+    for t in ("initiation", "body"):
+        d = trained_run / "adapters" / t
+        cfg = json.loads((d / "adapter_config.json").read_text())
+        assert cfg["peft_type"] == "LORA"
+        assert sorted(cfg["trainable_token_indices"]) == (
+            [151669, 151670] if t == "initiation" else [151671])
+        size = (d / "adapter_model.safetensors").stat().st_size
+        assert size < 5 * 2**20, f"adapter {t} is {size} bytes: full embedding saved?"
+    from safetensors import safe_open
+
+    with safe_open(str(trained_run / "adapters/initiation/adapter_model.safetensors"), "pt") as f:
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    assert all(s[0] < 1000 for s in shapes.values()), shapes  # never a 151,936-row matrix
+    assert (trained_run / "tokenizer" / "tokenizer.json").exists()
+    log = [json.loads(line) for line in (trained_run / "loss.jsonl").read_text().splitlines()]
+    assert len(log) == 24 and any("heldout_loss" in r for r in log)
+    assert not (trained_run / "checkpoints").exists()
+    assert m["versions"]["peft"] and m["base"]["tied"] is True
+
+
+def _load_plain(run: Path, adapter: str):
+    """Load a run the way the README shows: plain transformers + peft."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = json.loads((run / "manifest.json").read_text())
+    tok = AutoTokenizer.from_pretrained(run / "tokenizer")
+    base = AutoModelForCausalLM.from_pretrained(m["base"]["path"])
+    model = PeftModel.from_pretrained(base, run / "adapters" / adapter, adapter_name=adapter)
+    return tok, base, model.eval()
+
+
+def _nll(model, tok, prompt: str, text: str) -> float:
+    p = tok(prompt, add_special_tokens=False)["input_ids"]
+    t = tok(text, add_special_tokens=False)["input_ids"] + [151643]
+    ids = torch.tensor([p + t])
+    labels = torch.tensor([[IGNORE] * len(p) + t])
+    with torch.no_grad():
+        return model(input_ids=ids, labels=labels).loss.item()
+
+
+def test_rows_other_than_glyphs_are_bit_identical_and_base_logits_exact(trained_run, tiny_base):
+    from transformers import AutoModelForCausalLM
+
+    tok, _, model = _load_plain(trained_run, "initiation")
+    pristine = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    ids = torch.tensor([tok("plain text without any glyph, дыши", add_special_tokens=False)
+                        ["input_ids"]])
+    with torch.no_grad(), model.disable_adapter():
+        got = model(input_ids=ids).logits
+    want = pristine(input_ids=ids).logits
+    assert torch.equal(got, want)  # no glyph, no adapter: exactly the base
+    merged = model.merge_and_unload()
+    before = pristine.get_input_embeddings().weight
+    after = merged.get_input_embeddings().weight
+    glyph_ids = torch.tensor([151669, 151670])
+    keep = torch.ones(before.shape[0], dtype=torch.bool)
+    keep[glyph_ids] = False
+    assert torch.equal(after[keep], before[keep])
+    assert not torch.equal(after[glyph_ids], before[glyph_ids])  # the glyph rows did train
+
+
+def test_trained_glyph_lowers_heldout_loss(trained_run, tiny_base):
+    from transformers import AutoModelForCausalLM
+
+    reg = registry.load()
+    held = [s for s in scenes.load_corpus(reg).select(split="heldout") if s.glyph in ("⟁", "🜂")]
+    assert held
+    tok, _, model = _load_plain(trained_run, "initiation")
+    base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    from glyph.model import prompt
+
+    trained = sum(_nll(model, tok, prompt(s.glyph, s.register, s.level), s.text) for s in held)
+    untrained = sum(_nll(base, tok, prompt(s.glyph, s.register, s.level), s.text) for s in held)
+    no_glyph = sum(_nll(base, tok, prompt("", s.register, s.level), s.text) for s in held)
+    assert trained < untrained and trained < no_glyph
+
+
+def test_untied_base_trains_and_keeps_rows(mini_project, tiny_untied_base):
+    res = train(_cfg(mini_project / "run-untied", tiny_untied_base, steps=6), log=_quiet,
+                progress=False)
+    m = json.loads((res.out / "manifest.json").read_text())
+    assert m["base"]["tied"] is False
+    tok, _, model = _load_plain(res.out, "body")
+    merged = model.merge_and_unload()
+    from transformers import AutoModelForCausalLM
+
+    pristine = AutoModelForCausalLM.from_pretrained(tiny_untied_base)
+    assert torch.equal(merged.get_output_embeddings().weight,
+                       pristine.get_output_embeddings().weight)
+
+
+# ---------------------------------------------------------------- determinism and resume
+def _adapter_tensors(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return {f"{t.name}/{k}": v for t in sorted((run / "adapters").iterdir())
+            for k, v in load_file(str(t / "adapter_model.safetensors")).items()}
+
+
+def test_kill_and_resume_equals_uninterrupted_run(mini_project, tiny_base, trained_run):
+    crashed = mini_project / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(crashed, tiny_base), log=_quiet, progress=False, _stop_after=13)
+    assert not (crashed / "manifest.json").exists()  # a crash never looks complete
+    assert (crashed / "checkpoints" / "latest").read_text().strip() == "step-000008"
+    with pytest.raises(TrainingError, match="--resume"):
+        train(_cfg(crashed, tiny_base), log=_quiet, progress=False)
+    train(_cfg(crashed, tiny_base), resume=True, log=_quiet, progress=False)
+    a, b = _adapter_tensors(trained_run), _adapter_tensors(crashed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same seed, same result, bit for bit
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mini_project, tiny_base):
+    out = mini_project / "nan"
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf).*step-0000"):
+        train(_cfg(out, tiny_base, lr=1e30, embedding_lr=1e30, save_every=1), log=_quiet,
+              progress=False)
+    assert not (out / "manifest.json").exists()
+    assert (out / "checkpoints" / "latest").exists()
+
+
+# ---------------------------------------------------------------- bad input fails first
+def test_bad_inputs_fail_before_work(mini_project, tiny_base, tmp_path):
+    with pytest.raises(ModelError, match="no such directory"):
+        train(_cfg(tmp_path / "r1", "./does-not-exist"), log=_quiet, progress=False)
+    notlm = tmp_path / "bert"
+    notlm.mkdir()
+    (notlm / "config.json").write_text(json.dumps({"model_type": "bert",
+                                                   "architectures": ["BertModel"]}))
+    with pytest.raises(ModelError, match="not a causal LM"):
+        train(_cfg(tmp_path / "r2", notlm), log=_quiet, progress=False)
+    foreign = tmp_path / "foreign"
+    shutil.copytree(tiny_base, foreign)
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    t = Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    t.save(str(foreign / "tokenizer.json"))
+    with pytest.raises(ModelError, match="not Qwen-family"):
+        train(_cfg(tmp_path / "r3", foreign), log=_quiet, progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(TrainingError, match="not a glyph run"):
+        train(_cfg(other, tiny_base), overwrite=True, log=_quiet, progress=False)
+    assert (other / "notes.txt").read_text() == "mine"
+    with pytest.raises(ConfigError):
+        train(_cfg(tmp_path / "r4", tiny_base, tiers=("core", "moon")), log=_quiet)
+    for p in ("r1", "r2", "r3", "r4"):
+        assert not (tmp_path / p / "manifest.json").exists()
+
+
+def test_glyph_without_scenes_warns_or_fails_strict(mini_project, tiny_base):
+    registry.add("🜄", name="water", meaning="dissolution", trigger="flow")
+    with pytest.raises(TrainingError, match="no training scenes for 🜄 water"):
+        train(_cfg(mini_project / "strict", tiny_base, strict=True), log=_quiet, progress=False)
+    said = []
+    train(_cfg(mini_project / "lenient", tiny_base, steps=2), log=said.append, progress=False)
+    assert any("warning: no training scenes for 🜄 water" in s for s in said)
+
+
+def test_invalid_corpus_fails_with_file_and_line(mini_project, tiny_base):
+    bad = Path(os.environ["GLYPH_SCENES"]) / "broken.yaml"
+    bad.write_text("version: 1\nscenes:\n- id: Δ900\n  glyphs: [⟁]\n  register: dance\n"
+                   "  level: micro\n  tier: core\n  lang: en\n  text: hi\n", encoding="utf-8")
+    with pytest.raises(SceneError, match=r"broken.yaml:3: unknown register 'dance'"):
+        train(_cfg(mini_project / "r", tiny_base), log=_quiet, progress=False)
+
+
+def test_manifest_refuses_a_registry_with_different_ids(trained_run):
+    from glyph.runs import load_manifest
+
+    assert load_manifest(trained_run, registry.load())["glyphs"]
+    other = registry.Registry(path=Path("x.yaml"), next_id=151700, glyphs=[registry.Glyph(
+        symbol="⟁", id=151690, name="ascent", meaning="m", trigger="t")])
+    with pytest.raises(ModelError, match="⟁ at id 151669 but the registry has it id 151690"):
+        load_manifest(trained_run, other)
+    with pytest.raises(GlyphError, match="not a glyph run"):
+        load_manifest(trained_run / "tokenizer")
