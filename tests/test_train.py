@@ -111,15 +111,15 @@ def test_fast_loss_equals_peft_forward(tied):
                       tie_word_embeddings=tied)
     pm = get_peft_model(Qwen3ForCausalLM(cfg), LoraConfig(
         r=4, target_modules=["q_proj", "v_proj"], trainable_token_indices=[151669, 151670],
-        init_lora_weights=False), adapter_name="a")
+        init_lora_weights=False), adapter_name="g1")
     with torch.no_grad():
         for m in pm.modules():
             if isinstance(m, TrainableTokensLayer) and not m.tied_adapter:
-                m.trainable_tokens_delta["a"].normal_()
+                m.trainable_tokens_delta["g1"].normal_()
     x = torch.tensor([[151669, 100, 200, 151670, 5, 6, 7], [1, 151669, 3, 4, 5, 6, 151643]])
     labels = x.clone()
     labels[:, :2] = IGNORE
-    ours, n = make_glyph_lm(pm, tied)(x, torch.ones_like(x), labels, "a")
+    ours, n = make_glyph_lm(pm, tied)(x, torch.ones_like(x), labels, "g1")
     theirs = pm(input_ids=x, attention_mask=torch.ones_like(x), labels=labels).loss
     assert n == 10
     assert abs(ours.item() - theirs.item()) < 1e-4
@@ -227,7 +227,7 @@ def test_untied_base_trains_and_keeps_rows(mini_project, tiny_untied_base):
 def _adapter_tensors(run: Path) -> dict:
     from safetensors.torch import load_file
 
-    return {f"{t.name}/{k}": v for t in sorted((run / "adapters").iterdir())
+    return {f"{t.name}/{k}": v for t in sorted(p for p in (run / "adapters").iterdir() if p.is_dir())
             for k, v in load_file(str(t / "adapter_model.safetensors")).items()}
 
 
