@@ -165,7 +165,7 @@ def tokenize(text: str, tok_dir: Path | None, as_json: bool) -> None:
     """Show the tokens of TEXT."""
     from . import tokenizer as tk
 
-    pieces = tk.tokenize(text, tk.load(tok_dir) if tok_dir else tk.project_tokenizer())
+    pieces = tk.tokenize(text, tk.load(tok_dir or tk.project_tokenizer()))
     if as_json:
         return _echo_json([{"id": i, "piece": p} for i, p in pieces])
     click.echo(" ".join(f"{p}[{i}]" for i, p in pieces))

@@ -269,7 +269,7 @@ def add(reg: Registry, *, glyphs: list[str], register: str, level: str, tier: st
     if first is None:
         raise SceneError("a scene needs at least one glyph (--glyph)")
     target = d / f"{first.name}.yaml"
-    with locked(target):
+    with locked(d / ".corpus"):  # corpus-wide: ids must stay unique across files
         corpus = load_corpus(reg, d)
         sid = scene_id or next_id(corpus)
         scene = parse_scene({"id": sid, "glyphs": glyphs, "register": register, "level": level,
@@ -317,7 +317,7 @@ def import_file(reg: Registry, path: Path, directory: Path | None = None) -> lis
     d = Path(directory) if directory else paths.scenes_dir(reg.path)
     d.mkdir(parents=True, exist_ok=True)
     target = d / f"{re.sub(r'[^A-Za-z0-9_-]+', '-', path.stem).strip('-') or 'imported'}.yaml"
-    with locked(target):
+    with locked(d / ".corpus"):
         if target.exists():
             raise SceneError(f"{target} already exists; rename {path.name} or remove that file")
         corpus = load_corpus(reg, d)
