@@ -42,3 +42,12 @@ def starter_registry(tmp_path) -> Path:
     p = tmp_path / "glyphs_registry.yaml"
     shutil.copy(STARTER_REGISTRY, p)
     return p
+
+
+# Hypothesis: derandomized by default so CI is reproducible (a failure found once is found
+# every time); `pytest --hypothesis-profile=explore` searches with fresh randomness.
+from hypothesis import settings as _hsettings  # noqa: E402
+
+_hsettings.register_profile("default", derandomize=True, deadline=None)
+_hsettings.register_profile("explore", derandomize=False, deadline=None, max_examples=500)
+_hsettings.load_profile("default")

@@ -35,7 +35,7 @@ import yaml
 from . import paths
 from .errors import GlyphError, NotFound, RegistryCorrupt, RegistryError
 from .files import atomic_write, load_yaml, locked
-from .unicode import canonical_text, describe, validate_slug, validate_symbol
+from .unicode import canonical_text, describe, validate_line, validate_slug, validate_symbol
 
 FORMAT_VERSION = 1
 BASE_VOCAB_SIZE = 151643  # Qwen2/2.5/3 byte-level BPE ranks; ids below are ordinary tokens
@@ -239,10 +239,11 @@ def _parse_glyph(item: dict, line: int, registers: dict, bad) -> Glyph:
         raise bad(line, "scenes must be a list of scene ids")
     if item["status"] not in STATUSES:
         raise bad(line, f"status {item['status']!r} must be one of {STATUSES}")
-    meaning = item["meaning"]
-    if not isinstance(meaning, str):
-        raise bad(line, "meaning must be text")
-    return Glyph(symbol=sym, id=gid, name=item["name"], meaning=meaning.strip(),
+    try:
+        meaning = validate_line("meaning", item["meaning"])
+    except GlyphError as e:
+        raise bad(line, str(e)) from None
+    return Glyph(symbol=sym, id=gid, name=item["name"], meaning=meaning,
                  trigger=item["trigger"], archetype=item.get("archetype") or "",
                  registers=tuple(regs), scenes=tuple(scenes), status=item["status"],
                  unicode_exceptions=exceptions, line=line)
@@ -312,11 +313,7 @@ def add(
     trigger = validate_slug("trigger", trigger or name)
     if archetype:
         validate_slug("archetype", archetype)
-    if not meaning or not meaning.strip():
-        raise GlyphError("meaning is empty; describe what the glyph carries, e.g. "
-                         "--meaning '(heat + fear + emptiness) → a step up'")
-    if "\n" in meaning.strip():
-        raise GlyphError("meaning must be one line; put longer text into scenes")
+    meaning = validate_line("meaning", meaning)
     from .tokenizer import existing_token_id
 
     existing = existing_token_id(sym)
@@ -346,7 +343,7 @@ def add(
         else:
             gid = reg.next_id
             reg.next_id += 1
-        glyph = Glyph(symbol=sym, id=gid, name=name, meaning=meaning.strip(), trigger=trigger,
+        glyph = Glyph(symbol=sym, id=gid, name=name, meaning=meaning, trigger=trigger,
                       archetype=archetype, registers=regs, scenes=tuple(scenes),
                       unicode_exceptions=exceptions)
         reg.glyphs.append(glyph)

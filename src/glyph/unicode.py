@@ -197,6 +197,33 @@ def validate_slug(kind: str, value: str) -> str:
     return value
 
 
+LINE_BREAKS = {"\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"}
+
+
+def validate_line(kind: str, text: str) -> str:
+    """Check one line of free text (a meaning): no line breaks, no control or bidi characters.
+
+    YAML and terminals treat U+0085, U+2028 and U+2029 as line breaks, so they are refused
+    like ``\\n``. Returns the stripped text. Example::
+
+        >>> validate_line("meaning", " heat → a step up ")
+        'heat → a step up'
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise GlyphError(f"{kind} is empty; describe what the glyph carries, e.g. "
+                         f"--{kind} '(heat + fear + emptiness) → a step up'")
+    text = text.strip()
+    for ch in text:
+        cp = ord(ch)
+        if ch in LINE_BREAKS:
+            raise GlyphError(f"{kind} must be one line but contains {_label(cp)}; put longer "
+                             "text into scenes")
+        if ud.category(ch) in ("Cc", "Cs") or ud.bidirectional(ch) in BIDI_CONTROLS:
+            raise GlyphError(f"{kind} contains {_label(cp)}, an invisible control character; "
+                             "remove it")
+    return ud.normalize("NFC", text)
+
+
 def canonical_text(text: str, glyph_symbols: "set[str] | frozenset[str]") -> str:
     """NFC ``text`` and drop a VS15/VS16 written right after a registered glyph.
 
