@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 
 from glyph import registry, scenes  # noqa: E402
 from glyph.errors import ConfigError, GlyphError, ModelError, SceneError, TrainingError  # noqa: E402
-from glyph.train import IGNORE, TrainConfig, make_glyph_lm, train  # noqa: E402
+from glyph.forward import IGNORE, GlyphLM  # noqa: E402
+from glyph.train import TrainConfig, train  # noqa: E402
 
 WORDS = {
     "⟁": "stairs heat fear empty floor step climb upward rung ladder summit",
@@ -100,7 +101,9 @@ def trained_run(mini_project, tiny_base) -> Path:
 
 # ---------------------------------------------------------------- the fast forward pass
 @pytest.mark.parametrize("tied", [True, False])
-def test_fast_loss_equals_peft_forward(tied):
+@pytest.mark.parametrize("zero_rows", [False, True])
+def test_fast_loss_equals_peft_forward(tied, zero_rows):
+    """Our forward (label-only logits, compact softmax over zero rows) == peft's own loss."""
     from peft import LoraConfig, get_peft_model
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -109,20 +112,33 @@ def test_fast_loss_equals_peft_forward(tied):
     cfg = Qwen3Config(vocab_size=151936, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=1, head_dim=16,
                       tie_word_embeddings=tied)
-    pm = get_peft_model(Qwen3ForCausalLM(cfg), LoraConfig(
+    base = Qwen3ForCausalLM(cfg)
+    if zero_rows:  # like the embedded default: rows of unseen tokens are exactly zero
+        with torch.no_grad():
+            for w in {id(base.get_input_embeddings().weight): base.get_input_embeddings().weight,
+                      id(base.get_output_embeddings().weight): base.get_output_embeddings().weight
+                      }.values():
+                w[1000:] = 0.0
+    pm = get_peft_model(base, LoraConfig(
         r=4, target_modules=["q_proj", "v_proj"], trainable_token_indices=[151669, 151670],
         init_lora_weights=False), adapter_name="g1")
     with torch.no_grad():
         for m in pm.modules():
             if isinstance(m, TrainableTokensLayer) and not m.tied_adapter:
                 m.trainable_tokens_delta["g1"].normal_()
-    x = torch.tensor([[151669, 100, 200, 151670, 5, 6, 7], [1, 151669, 3, 4, 5, 6, 151643]])
+    # 5000 is a zero row when zero_rows: a label there must still be scored exactly
+    x = torch.tensor([[151669, 100, 200, 151670, 5, 6, 5000], [1, 151669, 3, 4, 5, 6, 151643]])
     labels = x.clone()
     labels[:, :2] = IGNORE
-    ours, n = make_glyph_lm(pm, tied)(x, torch.ones_like(x), labels, "g1")
+    lm = GlyphLM(pm, tied)
+    assert lm.compact is zero_rows
+    ours, n = lm(x, torch.ones_like(x), labels, "g1")
     theirs = pm(input_ids=x, attention_mask=torch.ones_like(x), labels=labels).loss
     assert n == 10
     assert abs(ours.item() - theirs.item()) < 1e-4
+    ours.backward()  # gradients flow to the glyph rows and LoRA in both paths
+    emb = next(m for m in pm.modules() if isinstance(m, TrainableTokensLayer) and not m.tied_adapter)
+    assert emb.trainable_tokens_delta["g1"].grad.abs().sum() > 0
 
 
 # ---------------------------------------------------------------- the run directory

@@ -36,7 +36,8 @@ def _setup(variant: str):
     from glyph import model as mdl
     from glyph import registry, scenes
     from glyph import tokenizer as tk
-    from glyph.train import LORA_TARGETS, build_examples, collate, make_glyph_lm, schedule
+    from glyph.forward import GlyphLM, collate
+    from glyph.train import LORA_TARGETS, build_examples, schedule
 
     torch.manual_seed(0)
     reg = registry.load()
@@ -59,7 +60,7 @@ def _setup(variant: str):
     pm = get_peft_model(base, cfg, adapter_name=trig)
     params = [p for p in pm.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-3)
-    glm = make_glyph_lm(pm, info.tied) if variant == "glyph" else None
+    glm = GlyphLM(pm, info.tied) if variant == "glyph" else None
 
     def step(k: int) -> float:
         _, idx = plan[k % len(plan)]

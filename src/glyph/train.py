@@ -31,10 +31,9 @@ from . import model as mdl
 from . import paths, registry, scenes
 from . import tokenizer as tk
 from .errors import ConfigError, TrainingError
+from .forward import EOS, IGNORE, GlyphLM, collate
 from .runs import CHECKPOINTS, load_checkpoint, prepare_out_dir, save_checkpoint, write_manifest
 
-IGNORE = -100
-EOS = 151643  # <|endoftext|> ends every scene
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -119,20 +118,6 @@ def build_examples(reg, selected, tok, max_len: int) -> list[Example]:
             for s in selected]
 
 
-def collate(batch: list[Example]):
-    import torch
-
-    n = max(len(e.ids) for e in batch)
-    ids = torch.full((len(batch), n), EOS, dtype=torch.long)
-    labels = torch.full((len(batch), n), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), n), dtype=torch.long)
-    for i, e in enumerate(batch):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        labels[i, : len(e.labels)] = torch.tensor(e.labels)
-        mask[i, : len(e.ids)] = 1
-    return ids, mask, labels
-
-
 def schedule(examples: list[Example], batch_size: int, seed: int, *, steps: int | None,
              epochs: float) -> list[tuple[str, list[int]]]:
     """Deterministic list of (trigger, example indices): batches never mix triggers."""
@@ -152,48 +137,6 @@ def schedule(examples: list[Example], batch_size: int, seed: int, *, steps: int 
         rng.shuffle(epoch)
         out += epoch
     return out[:total]
-
-
-def make_glyph_lm(peft_model, tied: bool):
-    """Wrap a peft model (LoRA + trainable tokens) in a Module computing the masked LM loss."""
-    import torch
-    import torch.nn.functional as F
-    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
-
-    emb_layer = next(m for m in peft_model.modules() if isinstance(m, TrainableTokensLayer)
-                     and isinstance(m.base_layer, torch.nn.Embedding))
-    rows = emb_layer.base_layer.weight.shape[0]
-
-    class _GlyphLM(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.peft_model = peft_model
-            self.luts = {}
-            for name, idx in emb_layer.token_indices.items():
-                lut = torch.full((rows,), -1, dtype=torch.long)
-                lut[torch.tensor(idx)] = torch.arange(len(idx))
-                self.luts[name] = (lut, torch.tensor(idx))
-
-        def forward(self, input_ids, attention_mask, labels, adapter: str):
-            lm = self.peft_model.base_model.model           # the *ForCausalLM with LoRA layers
-            W = emb_layer.base_layer.weight                 # frozen base rows
-            delta = emb_layer.trainable_tokens_delta[adapter]
-            lut, idx = self.luts[adapter]
-            pos = lut.to(input_ids.device)[input_ids]
-            x = F.embedding(input_ids, W)
-            x = torch.where((pos >= 0).unsqueeze(-1), delta[pos.clamp(min=0)], x)
-            h = lm.model(inputs_embeds=x, attention_mask=attention_mask).last_hidden_state
-            target = labels[:, 1:]
-            sel = target != IGNORE
-            hs = h[:, :-1][sel]
-            head = lm.get_output_embeddings()
-            head_w = head.base_layer.weight if hasattr(head, "base_layer") else head.weight
-            logits = F.linear(hs, head_w)
-            if tied:  # the tied lm_head reads the same (trained) glyph rows
-                logits[:, idx.to(logits.device)] = hs @ delta.T
-            return F.cross_entropy(logits.float(), target[sel], reduction="mean"), int(sel.sum())
-
-    return _GlyphLM()
 
 
 def attach_adapters(base_model, reg, triggers: list[str], cfg: TrainConfig, init_rows: dict):
@@ -268,7 +211,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     rows = mdl.init_rows(base_model, glyph_list, cfg.init, hf_tok, seed=cfg.seed)
     init_rows = {g.id: rows[i] for i, g in enumerate(glyph_list)}
     peft_model = attach_adapters(base_model, reg, triggers, cfg, init_rows)
-    glm = make_glyph_lm(peft_model, info.tied)
+    glm = GlyphLM(peft_model, info.tied)
     examples = build_examples(reg, selected, tok, cfg.max_len)
     held = build_examples(reg, [s for s in corpus.select(split="heldout", tiers=cfg.tiers)
                                 if s.glyph in active and active[s.glyph].trigger in triggers],
