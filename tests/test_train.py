@@ -217,11 +217,9 @@ def test_trained_glyph_lowers_heldout_loss(trained_run, tiny_base):
     assert held
     tok, _, model = _load_plain(trained_run, "initiation")
     base = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
-    from glyph.model import prompt
-
-    trained = sum(_nll(model, tok, prompt(s.glyph, s.register, s.level), s.text) for s in held)
-    untrained = sum(_nll(base, tok, prompt(s.glyph, s.register, s.level), s.text) for s in held)
-    no_glyph = sum(_nll(base, tok, prompt("", s.register, s.level), s.text) for s in held)
+    trained = sum(_nll(model, tok, s.prompt(), s.text) for s in held)
+    untrained = sum(_nll(base, tok, s.prompt(), s.text) for s in held)
+    no_glyph = sum(_nll(base, tok, s.prompt(""), s.text) for s in held)
     assert trained < untrained and trained < no_glyph
 
 

@@ -289,6 +289,140 @@ def train(base, out, tiers, registers, levels, steps, epochs, batch_size, lr, em
                f"held-out loss {m['heldout_loss']:.3f} ({m['heldout_examples']} scenes) → {res.out}")
 
 
+# ---------------------------------------------------------------- index, neighbors, expand
+_RUN = click.option("--run", "run", type=click.Path(file_okay=False, path_type=Path),
+                    default=None, help="run directory (default: $GLYPH_RUN or "
+                    "$GLYPH_HOME/runs/default, what `glyph demo` trains)")
+
+
+def _run_dir(run: Path | None) -> Path:
+    from . import paths
+
+    return run or paths.default_run()
+
+
+def _load_model(run: Path | None):
+    from . import registry
+    from .runtime import GlyphModel
+
+    return GlyphModel.load(_run_dir(run), registry=registry.load_optional())
+
+
+def _hit_line(h) -> str:
+    first = h.text.splitlines()[0][:72]
+    return (f"{h.score:6.3f}  {h.scene_id:<7}{h.glyphs:<3}{h.register:<10}{h.level:<6}{h.lang:<3}"
+            f"{h.split:<8}{first}")
+
+
+@main.group("index", cls=_Group)
+def index_group() -> None:
+    """The FAISS scene index of a run."""
+
+
+@index_group.command("build")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--glyph-vectors", type=click.Choice(["centroid", "prompt"]), default=None,
+              help="how a glyph becomes a vector (default: the measured best)")
+@click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto",
+              show_default=True, help="FAISS index type; auto = exact up to 20k scenes")
+def index_build(run, glyph_vectors, kind) -> None:
+    """Embed the scenes and glyphs of RUN and save RUN/index/."""
+    from . import index, registry
+
+    idx = index.build(_run_dir(run), registry=registry.load(), kind=kind,
+                      glyph_method=glyph_vectors or index.DEFAULT_GLYPH_VECTORS,
+                      log=lambda m: click.echo(m, err=True))
+    i = idx.info
+    click.echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, glyph vectors "
+               f"{i['glyph_vectors']}) in {i['seconds']}s → {index.SceneIndex.directory(_run_dir(run))}")
+
+
+@main.command()
+@click.argument("glyph")
+@click.option("--k", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--register", default=None, help="only scenes of this register")
+@_RUN
+@click.option("--json", "as_json", is_flag=True)
+def neighbors(glyph, k, register, run, as_json) -> None:
+    """Print the scenes nearest to GLYPH, with their cosine scores."""
+    hits = _load_model(run).neighbors(glyph, k=k, register=register)
+    if as_json:
+        return _echo_json([h.to_dict() for h in hits])
+    for h in hits:
+        click.echo(_hit_line(h))
+
+
+@main.command()
+@click.argument("prompt", required=False)
+@click.option("--register", default="poetry", show_default=True)
+@click.option("--level", type=click.Choice(["micro", "meso", "macro"]), default=None,
+              help="default: the level of the nearest scene")
+@click.option("--lang", default=None, help="two-letter code (default: the nearest scene's)")
+@click.option("--k", type=click.IntRange(min=0), default=3, show_default=True,
+              help="nearest scenes to retrieve")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=120, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="a file of prompts (one per line, or JSONL with \"prompt\")")
+@_RUN
+@click.option("--json", "as_json", is_flag=True)
+def expand(prompt, register, level, lang, k, max_new_tokens, temperature, seed, batch_file, run,
+           as_json) -> None:
+    """Decompress a glyph into a register, or continue text that contains glyphs."""
+    from . import expand as ex
+    from .errors import ConfigError
+
+    if (prompt is None) == (batch_file is None):
+        raise ConfigError("give one PROMPT (a glyph such as ⟁, or text with glyphs) or --batch FILE")
+    gen = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    prompts = ex.read_batch(batch_file) if batch_file else None  # bad file: fail before loading
+    gm = _load_model(run)
+    if prompts is not None:
+        outs = ex.expand_batch(gm, prompts, **gen)
+        if as_json:
+            return _echo_json([o.to_dict() for o in outs])
+        for p, o in zip(prompts, outs):
+            click.echo(f"── {p!r} → adapters: {', '.join(o.triggers) or 'none (base)'}")
+            click.echo(o.text)
+        return
+    if gm.canonical(prompt.strip()) in gm.glyphs or prompt.strip() in {
+            g["name"] for g in gm.glyphs.values()}:
+        e = gm.expand(prompt, register=register, level=level, lang=lang, k=k, **gen)
+        if as_json:
+            return _echo_json(e.to_dict())
+        click.echo(f"── {e.glyph} → {e.register} · {e.level} · {e.lang}  (adapter {e.adapter})")
+        click.echo(e.text)
+        if e.scenes:
+            click.echo("── nearest scenes:")
+            for h in e.scenes:
+                click.echo(_hit_line(h))
+        return
+    o = gm.generate([prompt], **gen)[0]
+    if as_json:
+        return _echo_json(o.to_dict())
+    click.echo(f"── adapters: {', '.join(o.triggers) or 'none (base model)'}")
+    click.echo(o.prompt + o.text)
+
+
+@main.command("export")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--merged", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="output directory (one model; with several triggers: OUT/<trigger>/)")
+@click.option("--trigger", default=None, help="only this trigger's adapter (default: each)")
+@click.option("--overwrite", is_flag=True, help="replace an earlier export in OUT")
+@click.option("--no-verify", is_flag=True, help="skip the reload-and-compare check")
+def export_(run, out, trigger, overwrite, no_verify) -> None:
+    """Write plain Hugging Face model dirs with the adapter and glyph rows merged."""
+    from . import registry
+    from .export import export_merged
+
+    for d in export_merged(run, out, trigger=trigger, registry=registry.load_optional(),
+                           overwrite=overwrite, verify=not no_verify,
+                           log=lambda m: click.echo(m, err=True)):
+        click.echo(f"wrote {d}")
+
+
 # ---------------------------------------------------------------- main job
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -32,15 +32,16 @@ from typing import Callable, Sequence
 
 from . import paths
 from .errors import ModelError
+from .scenes import header
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # part of the cache key: bump when the built model changes
 TINY_CONFIG = dict(
     vocab_size=151936, hidden_size=128, intermediate_size=384, num_hidden_layers=2,
     num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=2048,
     rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
     bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
 )
-WARMUP = dict(steps=300, batch=16, seq_len=128, lr=3e-3, seed=0)
+WARMUP = dict(steps=300, batch=16, seq_len=128, lr=3e-3, weight_decay=0.0, seed=0)
 INIT_STRATEGIES = ("mean", "meaning", "random")
 DEFAULT_INIT = "meaning"  # chosen by benchmarks/train.md (init comparison)
 
@@ -58,20 +59,6 @@ class BaseInfo:
     hidden: int
 
 
-def scene_header(register: str, level: str) -> str:
-    """The register/level line every prompt carries: ``⟨poetry · micro⟩``."""
-    return f"⟨{register} · {level}⟩\n"
-
-
-def prompt(glyphs: str, register: str, level: str) -> str:
-    """Training/expansion prompt: the glyph(s) (or any text standing for them) + register.
-
-    >>> prompt("⟁", "poetry", "micro")
-    '⟁\\n⟨poetry · micro⟩\\n'
-    """
-    return f"{glyphs}\n{scene_header(register, level)}" if glyphs else scene_header(register, level)
-
-
 # ---------------------------------------------------------------- the embedded default
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -80,68 +67,106 @@ def _digest(obj) -> str:
 def warmup_texts(corpus) -> list[str]:
     """Glyph-free warm-up documents: header + text of every *training* scene, id order."""
     scenes = sorted(corpus.select(split="train"), key=lambda s: s.id)
-    return [scene_header(s.register, s.level) + s.text for s in scenes]
+    return [header(s.register, s.level, s.lang) + s.text for s in scenes]
 
 
 def build_tiny_base(out: Path, texts: Sequence[str], *, steps: int = WARMUP["steps"],
                     tied: bool = True, config_overrides: dict | None = None,
-                    log: Callable[[str], None] | None = None) -> Path:
+                    eval_texts: Sequence[str] = (), log: Callable[[str], None] | None = None) -> Path:
     """Build the tiny Qwen3 base deterministically and warm it up on ``texts``; save to ``out``.
 
-    ``steps=0`` gives the untrained (random) model; ``tied=False`` an untied variant (tests).
+    The warm-up trains a *compact* Qwen3 whose vocabulary is only the tokens that occur in
+    ``texts`` (a few thousand), with the loss of the full 151,936-token model whose other rows
+    are exactly zero (their logits are exactly 0: ``logaddexp(lse, log #zero rows)``). The
+    result is then written into a full-vocabulary ``Qwen3ForCausalLM`` with those rows at zero
+    — the same model as training the full one with the zero rows frozen, many times cheaper.
+    ``steps=0`` gives the untrained (random) model; ``tied=False`` an untied variant (tests);
+    ``eval_texts`` are scored at intervals (recorded in ``glyph_base.json``).
     """
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from . import tokenizer as tk
 
-    torch.manual_seed(WARMUP["seed"])
-    cfg = Qwen3Config(**{**TINY_CONFIG, "tie_word_embeddings": tied, **(config_overrides or {})})
-    model = Qwen3ForCausalLM(cfg)
-    model.train()
+    full_cfg = Qwen3Config(**{**TINY_CONFIG, "tie_word_embeddings": tied,
+                              **(config_overrides or {})})
+    rows = full_cfg.vocab_size
     base_tok = tk.load(tk.base_tokenizer_dir())
     eos = 151643  # <|endoftext|> separates documents, as in Qwen pre-training
     docs = [base_tok.encode(t).ids + [eos] for t in texts]
     stream = [i for d in docs for i in d]
+    used = sorted(set(stream) | {eos})
+    remap = torch.full((rows,), -1, dtype=torch.long)
+    remap[torch.tensor(used)] = torch.arange(len(used))
+    log_zero = torch.tensor(math.log(rows - len(used)))
+
+    torch.manual_seed(WARMUP["seed"])
+    small = Qwen3ForCausalLM(Qwen3Config(**{**full_cfg.to_dict(), "vocab_size": len(used),
+                                            "pad_token_id": None, "bos_token_id": None,
+                                            "eos_token_id": None}))
+    small.train()
+
+    def nll(x, y):  # the full model's loss: the zero rows contribute exp(0) each
+        logits = small(input_ids=x).logits.float()
+        lse = torch.logaddexp(torch.logsumexp(logits, -1), log_zero)
+        picked = logits.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return lse - torch.where(y >= 0, picked, torch.zeros_like(picked))
+
     seq = WARMUP["seq_len"]
-    used = sorted(set(stream))
-    W = model.get_input_embeddings().weight
-    with torch.no_grad():
-        keep = torch.zeros(W.shape[0], dtype=torch.bool)
-        keep[used] = True
-        W[~keep] = 0.0  # exact zeros: logit exactly 0 for tokens never seen
-        if not tied:
-            out_w = model.get_output_embeddings().weight
-            out_w[~keep] = 0.0
-    used_t = torch.tensor(used)
-    remap = torch.full((W.shape[0],), -1, dtype=torch.long)
-    remap[used_t] = torch.arange(len(used))
-    log_rest = math.log(W.shape[0] - len(used))
-    n_chunks = max(1, (len(stream) - 1) // seq)
-    data = torch.tensor(stream[: n_chunks * seq + 1])
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=WARMUP["lr"], weight_decay=0.0, betas=(0.9, 0.95))
+    data = remap[torch.tensor(stream)]
+    n_chunks = max(1, (len(data) - 1) // seq)
+    eval_docs = [remap[torch.tensor(base_tok.encode(t).ids + [eos])] for t in eval_texts]
+
+    def eval_loss() -> float:
+        small.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for d in eval_docs:
+                x = d[:-1][:seq].clamp(min=0).unsqueeze(0)  # unseen input tokens read row 0
+                y = d[1:][:seq].unsqueeze(0)
+                total += nll(x, y).sum().item()
+                count += y.numel()
+        small.train()
+        return total / max(1, count)
+
+    params = list(small.parameters())
+    opt = torch.optim.AdamW(params, lr=WARMUP["lr"], weight_decay=WARMUP["weight_decay"],
+                            betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 20) * max(0.1, 1 - s / max(1, steps)))
     g = torch.Generator().manual_seed(WARMUP["seed"])
+    history = []
     t0 = time.time()
     for step in range(steps):
         starts = torch.randint(0, n_chunks, (WARMUP["batch"],), generator=g) * seq
         x = torch.stack([data[s: s + seq] for s in starts])
         y = torch.stack([data[s + 1: s + seq + 1] for s in starts])
-        h = model.model(input_ids=x).last_hidden_state.reshape(-1, cfg.hidden_size)
-        head = model.get_output_embeddings().weight
-        logits = h @ head[used_t].T
-        lse = torch.logaddexp(torch.logsumexp(logits, -1), torch.tensor(log_rest))
-        loss = (lse - logits.gather(1, remap[y.reshape(-1)].unsqueeze(1)).squeeze(1)).mean()
+        loss = nll(x, y).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        if log and (step % 25 == 0 or step == steps - 1):
+        last = step == steps - 1
+        if eval_docs and ((step + 1) % 50 == 0 or last):
+            history.append({"step": step + 1, "loss": round(loss.item(), 4),
+                            "eval_loss": round(eval_loss(), 4)})
+        if log and (step % 50 == 0 or last):
             log(f"  warm-up step {step + 1}/{steps}  loss {loss.item():.3f}  "
                 f"{time.time() - t0:.0f}s")
+
+    # write the compact model into a full-vocabulary Qwen3: unseen rows exactly zero
+    torch.manual_seed(WARMUP["seed"])
+    model = Qwen3ForCausalLM(full_cfg)
+    state = small.state_dict()
+    idx = torch.tensor(used)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name == "model.embed_tokens.weight" or (name == "lm_head.weight" and not tied):
+                p.zero_()
+                p[idx] = state[name]
+            else:
+                p.copy_(state[name])
     model.eval()
     out = Path(out)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
@@ -152,7 +177,7 @@ def build_tiny_base(out: Path, texts: Sequence[str], *, steps: int = WARMUP["ste
     (tmp / "glyph_base.json").write_text(json.dumps({
         "version": 1, "builder": BUILDER_VERSION, "warmup": {**WARMUP, "steps": steps},
         "documents": len(texts), "tokens": len(stream), "vocab_used": len(used),
-        "tied": tied}, indent=2))
+        "tied": tied, "seconds": round(time.time() - t0, 1), "history": history}, indent=2))
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)

@@ -56,3 +56,12 @@ def home() -> Path:
         p = Path(user_cache_dir("glyph"))
     p.mkdir(parents=True, exist_ok=True)
     return p.resolve()
+
+
+def default_run() -> Path:
+    """The run ``glyph expand`` / ``neighbors`` / ``eval`` use without ``--run``.
+
+    ``$GLYPH_RUN`` if set, else ``$GLYPH_HOME/runs/default`` (what ``glyph demo`` trains).
+    """
+    env = os.environ.get("GLYPH_RUN")
+    return Path(env).expanduser() if env else home() / "runs" / "default"

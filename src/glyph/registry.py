@@ -262,6 +262,18 @@ def load(path: Path | str | None = None) -> Registry:
     return parse(text, p)
 
 
+def load_optional() -> Registry | None:
+    """The project registry, or None when there is none (a run can be used on its own).
+
+    A registry that exists but is broken is still an error.
+    """
+    try:
+        p = paths.registry_path()
+    except RegistryError:
+        return None
+    return load(p) if p.exists() else None
+
+
 @contextmanager
 def editing(path: Path | str | None = None) -> Iterator[Registry]:
     """Lock, load, let the caller change the registry, validate and write it back atomically.

@@ -40,9 +40,29 @@ SPLITS = ("train", "heldout")
 MARKERS = ("THEME", "TRANSITION", "ERROR", "SYNTHESIS", "ANCHOR")
 HELDOUT_PERCENT = 20
 _MARKER_RE = re.compile(r"^\s*\[([^\]\n]{1,40})\]", re.MULTILINE)
-_LANG_RE = re.compile(r"^[a-z]{2}$")
+LANG_RE = re.compile(r"^[a-z]{2}$")
 _ID_RE = re.compile(r"^[^\s/\\]{1,40}$")
 _KEYS = ("id", "glyphs", "register", "level", "tier", "lang", "text", "split")
+
+
+def header(register: str, level: str, lang: str) -> str:
+    """The line every prompt and warm-up document carries: register, level and language.
+
+    >>> header("poetry", "micro", "en")
+    '⟨poetry · micro · en⟩\\n'
+    """
+    return f"⟨{register} · {level} · {lang}⟩\n"
+
+
+def prompt(glyphs: str, register: str, level: str, lang: str) -> str:
+    """The decompression prompt: the glyph(s) (or any text standing for them), then the header.
+
+    Training, evaluation and ``glyph expand`` all use it; the scene text follows it.
+
+    >>> prompt("⟁", "poetry", "micro", "en")
+    '⟁\\n⟨poetry · micro · en⟩\\n'
+    """
+    return f"{glyphs}\n{header(register, level, lang)}" if glyphs else header(register, level, lang)
 
 
 def heldout_by_id(scene_id: str) -> bool:
@@ -77,6 +97,11 @@ class Scene:
         d["glyphs"] = list(self.glyphs)
         d.pop("source")
         return d
+
+    def prompt(self, glyphs: str | None = None) -> str:
+        """This scene's prompt with its own glyphs (or ``glyphs``: ``""`` for none)."""
+        return prompt("".join(self.glyphs) if glyphs is None else glyphs, self.register,
+                      self.level, self.lang)
 
 
 @dataclass
@@ -155,7 +180,7 @@ def parse_scene(item: dict, where: str, reg: Registry) -> Scene:
     for key, allowed in (("level", LEVELS), ("tier", TIERS)):
         if item[key] not in allowed:
             raise bad(f"{key} {item[key]!r} must be one of {', '.join(allowed)}")
-    if not isinstance(item["lang"], str) or not _LANG_RE.match(item["lang"]):
+    if not isinstance(item["lang"], str) or not LANG_RE.match(item["lang"]):
         raise bad(f"lang {item['lang']!r} must be a two-letter code such as en or ru")
     text = item["text"]
     if not isinstance(text, str) or not text.strip():

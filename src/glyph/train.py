@@ -104,8 +104,7 @@ class RunResult:
 
 def encode_example(tok, scene, glyph_str: str, trigger: str, max_len: int) -> Example:
     """prompt (glyphs + register/level) → scene text + EOS; labels only on the text."""
-    p = tok.encode(mdl.prompt(glyph_str, scene.register, scene.level),
-                   add_special_tokens=False).ids
+    p = tok.encode(scene.prompt(glyph_str), add_special_tokens=False).ids
     t = tok.encode(scene.text, add_special_tokens=False).ids + [EOS]
     ids = (p + t)[:max_len]
     labels = ([IGNORE] * len(p) + t)[:max_len]

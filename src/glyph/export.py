@@ -1,0 +1,123 @@
+"""Export a run as plain Hugging Face model directories, with the adapter merged in.
+
+vLLM and llama.cpp cannot serve an adapter that brings new token rows, so the portable
+artifact is a **merged** model: the run's tokenizer (with the glyph tokens) plus the base
+weights with one trigger's LoRA and glyph rows merged, loadable by plain
+``AutoModelForCausalLM`` with no glyph package installed.
+
+``export_merged(run, out, trigger=T)`` writes one directory; without ``trigger`` it writes
+``out/<trigger>/`` for every trigger of the run. A merged model equals the run's model with
+that one adapter active, for every input: the other triggers' glyphs stay tokens of the
+tokenizer but keep their base rows (they are trained only in their own export).
+
+Every export is verified before it is published: the written directory is loaded back and
+its logits are compared with the adapter model's on a probe holding the trigger's glyphs
+(max abs diff ≤ 1e-4 in float32). This catches the known trap of tied embeddings, where
+trained rows can be lost on reload when ``tie_word_embeddings`` and the saved head disagree.
+
+Example::
+
+    >>> export_merged("runs/default", "exports/initiation", trigger="initiation")  # doctest: +SKIP
+    [PosixPath('exports/initiation')]
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import model as mdl
+from .errors import ConfigError, ModelError, NotFound
+from .runs import load_manifest
+
+MARKER = "glyph_export.json"
+TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 5e-2}
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.is_file():
+        raise ConfigError(f"{out} is a file; choose a directory for --merged")
+    children = list(out.iterdir()) if out.is_dir() else []
+    if children:
+        single = (out / MARKER).is_file()
+        per_trigger = all(p.is_dir() and (p / MARKER).is_file() for p in children)
+        if not (single or per_trigger):
+            raise ConfigError(f"{out} is not empty and was not written by `glyph export`; "
+                              "choose another --merged directory")
+        if not overwrite:
+            raise ConfigError(f"{out} holds an earlier export; pass --overwrite to replace it")
+
+
+def _probe(manifest: dict, trigger: str) -> str:
+    glyphs = "".join(g["symbol"] for g in manifest["glyphs"] if g["trigger"] == trigger)
+    return f"{glyphs}\n⟨poetry · meso · en⟩\nThe first line, then {glyphs} again — и дальше."
+
+
+def export_one(run: Path, manifest: dict, trigger: str, out: Path, *, verify: bool = True,
+               log: Callable[[str], None] | None = None) -> Path:
+    """Merge ``trigger``'s adapter into the base and publish it at ``out`` (verified)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run / manifest["tokenizer"])
+    base = AutoModelForCausalLM.from_pretrained(manifest["base"]["path"], dtype="auto")
+    mdl.grow_rows(base, manifest["base"]["rows"])
+    dtype = str(base.dtype).replace("torch.", "")
+    pm = PeftModel.from_pretrained(base, run / manifest["triggers"][trigger]).eval()
+    ids = tok(_probe(manifest, trigger), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        want = pm(input_ids=ids).logits.float()
+    merged = pm.merge_and_unload()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}"
+    try:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        glyphs = [g for g in manifest["glyphs"] if g["trigger"] == trigger]
+        (tmp / MARKER).write_text(json.dumps({
+            "version": 1, "run": str(run.resolve()), "trigger": trigger,
+            "glyphs": [{"symbol": g["symbol"], "id": g["id"], "name": g["name"]} for g in glyphs],
+            "base": manifest["base"]["name"], "registry": manifest["registry"]["fingerprint"],
+            "tied": manifest["base"]["tied"], "dtype": dtype}, ensure_ascii=False, indent=2),
+            encoding="utf-8")
+        if verify:
+            again = AutoModelForCausalLM.from_pretrained(tmp, dtype="auto").eval()
+            with torch.no_grad():
+                got = again(input_ids=ids).logits.float()
+            diff = (got - want).abs().max().item()
+            tol = TOLERANCE.get(dtype, 5e-2)
+            if not diff <= tol:
+                raise ModelError(f"export of trigger {trigger!r} does not reproduce the adapter "
+                                 f"model (max |Δlogit| {diff:.3g} > {tol}); nothing was written "
+                                 "— report this as a glyph bug")
+            if log:
+                log(f"verified {trigger}: reloaded logits match the adapter model "
+                    f"(max |Δ| {diff:.1e})")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def export_merged(run: Path | str, out: Path | str, *, trigger: str | None = None,
+                  registry=None, overwrite: bool = False, verify: bool = True,
+                  log: Callable[[str], None] | None = None) -> list[Path]:
+    """Write merged model directories for one trigger (``out``) or all (``out/<trigger>``)."""
+    run, out = Path(run), Path(out)
+    manifest = load_manifest(run, registry)
+    if trigger is not None and trigger not in manifest["triggers"]:
+        raise NotFound(f"run {run} has no trigger {trigger!r}; it has "
+                       f"{', '.join(manifest['triggers'])}")
+    _check_out(out, overwrite)
+    if trigger is not None:
+        return [export_one(run, manifest, trigger, out, verify=verify, log=log)]
+    written = []
+    for t in manifest["triggers"]:
+        written.append(export_one(run, manifest, t, out / t, verify=verify, log=log))
+    return written

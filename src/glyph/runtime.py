@@ -1,0 +1,272 @@
+"""The glyph-routed model: a trained run loaded for inference, routing adapters by glyph.
+
+:class:`GlyphModel` loads a run directory (base + every trigger adapter + tokenizer, and the
+scene index when it exists) and routes each input by the glyphs it contains:
+
+- no glyph → the untouched base (peft's ``__base__``: no LoRA, base embedding rows);
+- glyphs of one trigger → that trigger's adapter;
+- glyphs of several triggers → those adapters *together*: their LoRA deltas add up and each
+  glyph's row comes from its own adapter (row sets are disjoint by construction). This is the
+  documented combination for free text such as ``"⟁ and 🫁"``.
+
+A batch may mix routes: rows with at most one trigger share one forward pass through peft's
+mixed-batch ``adapter_names``; each multi-trigger combination runs as its own group.
+
+Example::
+
+    >>> gm = GlyphModel.load("runs/default")                 # doctest: +SKIP
+    >>> gm.generate(["⟁ the floor gives way and"])[0].text  # doctest: +SKIP
+    >>> gm.expand("⟁", register="poetry").text             # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import model as mdl
+from .errors import ConfigError, ModelError, NotFound
+from .runs import load_manifest
+from .unicode import canonical_text
+
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in mixed batches
+STOP_IDS = (151643, 151645)  # <|endoftext|> ends every scene; <|im_end|> ends a chat turn
+
+
+@dataclass
+class Generation:
+    """One continuation: the (canonical) prompt, the new text and the adapters it used."""
+
+    prompt: str
+    text: str
+    triggers: list[str]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _clean(text: str) -> str:
+    """Cut a continuation where the model starts a new scene header (``⟨…⟩``)."""
+    cut = text.find("⟨")
+    return (text[:cut] if cut >= 0 else text).rstrip()
+
+
+class GlyphModel:
+    """A trained run, ready to route, retrieve and generate. Build it with :meth:`load`."""
+
+    def __init__(self, run: Path, manifest: dict, tokenizer, peft_model, *, registers=None,
+                 index=None):
+        self.run, self.manifest, self.tokenizer, self.model = run, manifest, tokenizer, peft_model
+        self.index = index
+        self.glyphs: dict[str, dict] = {g["symbol"]: g for g in manifest["glyphs"]}
+        self.triggers: list[str] = list(manifest["triggers"])
+        self.registers: list[str] = list(registers or manifest.get("registers")
+                                         or ("poetry", "logic", "interface", "body"))
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, run: Path | str, *, registry=None, with_index: bool = True,
+             dtype=None) -> "GlyphModel":
+        """Load base + every trigger adapter of ``run``.
+
+        Refuses an incomplete run and a registry whose ids differ from the run's.
+        """
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        run = Path(run)
+        manifest = load_manifest(run, registry)
+        tok = AutoTokenizer.from_pretrained(run / manifest["tokenizer"])
+        tok.padding_side = "left"  # generation continues at the right edge of every row
+        where = manifest["base"]["path"]
+        if not Path(where).exists() and Path(where).is_absolute():
+            raise ModelError(f"the base model of run {run} is gone ({where}); rebuild it with "
+                             f"`glyph train --out {run} --overwrite` or restore that directory")
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # no load-report chatter on every command
+        try:
+            base = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        mdl.grow_rows(base, manifest["base"]["rows"])
+        pm = None
+        for t, rel in manifest["triggers"].items():
+            if pm is None:
+                pm = PeftModel.from_pretrained(base, run / rel, adapter_name=t)
+            else:
+                pm.load_adapter(run / rel, adapter_name=t)
+        pm.eval()
+        index = None
+        if with_index:
+            from .index import SceneIndex
+
+            if SceneIndex.exists(run):
+                index = SceneIndex.load(run)
+        regs = list(registry.registers) if registry is not None else None
+        return cls(run, manifest, tok, pm, registers=regs, index=index)
+
+    # ------------------------------------------------------------ routing
+    def canonical(self, text: str) -> str:
+        """NFC, and a presentation selector after a glyph dropped (as in training)."""
+        return canonical_text(text, set(self.glyphs))
+
+    def triggers_in(self, text: str) -> list[str]:
+        """Triggers of the glyphs present in ``text``, in order of first appearance."""
+        found = sorted((text.find(s), g["trigger"]) for s, g in self.glyphs.items() if s in text)
+        out: list[str] = []
+        for _, t in found:
+            if t not in out:
+                out.append(t)
+        return out
+
+    def glyph(self, key: str) -> dict:
+        """A glyph of this run by symbol (any presentation form) or name."""
+        sym = self.canonical(key.strip())
+        for g in self.glyphs.values():
+            if g["symbol"] == sym or g["name"] == key.strip():
+                return g
+        known = " ".join(self.glyphs)
+        raise NotFound(f"{key!r} is not a glyph of run {self.run} (it knows {known}); register "
+                       "it, add scenes and train again")
+
+    def check_register(self, register: str) -> None:
+        if register not in self.registers:
+            raise ConfigError(f"unknown register {register!r}; use one of "
+                              f"{', '.join(self.registers)}")
+
+    # ------------------------------------------------------------ generation
+    def generate(self, texts: Sequence[str], *, max_new_tokens: int = 120,
+                 temperature: float = 0.8, top_p: float = 0.95, top_k: int = 50,
+                 repetition_penalty: float = 1.1, seed: int = 0) -> list[Generation]:
+        """Continue each text, routing adapters per row by the glyphs it contains."""
+        if max_new_tokens < 1:
+            raise ConfigError("--max-new-tokens must be >= 1")
+        if temperature < 0:
+            raise ConfigError("--temperature must be >= 0 (0 = greedy)")
+        texts = [self.canonical(t) for t in texts]
+        routes = [self.triggers_in(t) for t in texts]
+        kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                  top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
+        out: list[Generation | None] = [None] * len(texts)
+        single = [i for i, r in enumerate(routes) if len(r) <= 1]
+        if single:
+            names = [routes[i][0] if routes[i] else BASE_ADAPTER for i in single]
+            for i, text in zip(single, self._generate([texts[i] for i in single], names, **kw)):
+                out[i] = Generation(texts[i], text, routes[i])
+        combos: dict[tuple[str, ...], list[int]] = {}
+        for i, r in enumerate(routes):
+            if len(r) > 1:
+                combos.setdefault(tuple(r), []).append(i)
+        for combo, rows in combos.items():
+            with self.adapters(list(combo)):
+                res = self._generate([texts[i] for i in rows], None, **kw)
+            for i, text in zip(rows, res):
+                out[i] = Generation(texts[i], text, list(combo))
+        return out  # type: ignore[return-value]
+
+    def adapters(self, names: list[str]):
+        """Context manager: activate several adapters at once (restored afterwards)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def active():
+            from peft.tuners.tuners_utils import BaseTunerLayer
+
+            # peft's model-level set_adapter refuses several trainable-token adapters at once
+            # (their rows could overlap; ours are disjoint by construction), so activate the
+            # first one everywhere, then all of them on every adapter layer: LoRA deltas add
+            # up and the token layer merges every adapter's rows.
+            self.model.base_model.set_adapter(names[0])
+            for m in self.model.modules():
+                if isinstance(m, BaseTunerLayer):
+                    m.set_adapter(names)
+            try:
+                yield
+            finally:
+                self.model.base_model.set_adapter(self.triggers[0])
+
+        return active()
+
+    def _generate(self, texts, adapter_names, *, max_new_tokens, temperature, top_p, top_k,
+                  repetition_penalty, seed) -> list[str]:
+        import torch
+
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True,
+                             add_special_tokens=False)
+        kw = dict(max_new_tokens=max_new_tokens, pad_token_id=STOP_IDS[0],
+                  eos_token_id=list(STOP_IDS), repetition_penalty=repetition_penalty)
+        if temperature > 0:
+            kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k)
+        else:
+            kw.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if adapter_names is not None:
+            kw["adapter_names"] = list(adapter_names)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            ids = self.model.generate(**enc, **kw)
+        new = ids[:, enc["input_ids"].shape[1]:]
+        return [_clean(self.tokenizer.decode(row, skip_special_tokens=True)) for row in new]
+
+    # ------------------------------------------------------------ hidden states
+    def hidden(self, pairs: Sequence[tuple[str, str]], *, adapter: str | None = None,
+               batch_size: int = 16):
+        """Hidden states of ``prefix + text`` pairs: ``(mean over text tokens, last token)``.
+
+        ``adapter=None`` runs the untouched base. Returns two float32 numpy arrays ``[n, d]``.
+        """
+        import numpy as np
+        import torch
+
+        tok = self.tokenizer
+        means, lasts = [], []
+        for i in range(0, len(pairs), batch_size):
+            chunk = pairs[i: i + batch_size]
+            rows, spans = [], []
+            for prefix, text in chunk:
+                p = tok(self.canonical(prefix), add_special_tokens=False)["input_ids"]
+                t = tok(self.canonical(text), add_special_tokens=False)["input_ids"] if text else []
+                rows.append(p + t)
+                spans.append((len(p), len(p) + len(t)))
+            n = max(len(r) for r in rows)
+            ids = torch.full((len(rows), n), STOP_IDS[0], dtype=torch.long)
+            mask = torch.zeros((len(rows), n), dtype=torch.long)
+            for j, r in enumerate(rows):  # right padding: positions count from 0 in every row
+                ids[j, : len(r)] = torch.tensor(r)
+                mask[j, : len(r)] = 1
+            with torch.no_grad(), self._route(adapter):
+                # the transformer body only: no 151,936-wide logits for states we do not need
+                body = self.model.base_model.model.model
+                h = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            for j, (a, b) in enumerate(spans):
+                lo, hi = (a, b) if b > a else (0, a)
+                means.append(h[j, lo:hi].mean(0).numpy())
+                lasts.append(h[j, (b if b > a else a) - 1].numpy())
+        return np.stack(means).astype("float32"), np.stack(lasts).astype("float32")
+
+    def _route(self, adapter: str | None):
+        from contextlib import nullcontext
+
+        if adapter is None:
+            return self.model.disable_adapter()
+        self.model.set_adapter(adapter)
+        return nullcontext()
+
+    # ------------------------------------------------------------ retrieval and decompression
+    def neighbors(self, glyph: str, *, k: int = 5, register: str | None = None):
+        """Nearest scenes of ``glyph`` in the run's index, best first (cosine scores)."""
+        g = self.glyph(glyph)
+        if register is not None:
+            self.check_register(register)
+        if self.index is None:
+            raise NotFound(f"run {self.run} has no scene index; build it with "
+                           f"`glyph index build {self.run}`")
+        return self.index.neighbors(g["symbol"], k=k, register=register)
+
+    def expand(self, glyph: str, *, register: str = "poetry", level: str | None = None,
+               lang: str | None = None, k: int = 3, **gen):
+        """Decompress ``glyph`` into ``register`` (see :func:`glyph.expand.expand`)."""
+        from .expand import expand
+
+        return expand(self, glyph, register=register, level=level, lang=lang, k=k, **gen)
