@@ -51,3 +51,133 @@ from hypothesis import settings as _hsettings  # noqa: E402
 _hsettings.register_profile("default", derandomize=True, deadline=None)
 _hsettings.register_profile("explore", derandomize=False, deadline=None, max_examples=500)
 _hsettings.load_profile("default")
+
+
+# ---------------------------------------------------------------- tiny projects and models
+# A mini project: 3 glyphs (2 triggers) whose scenes use disjoint word lists, so a trained
+# glyph provably helps its own scenes; 14 scenes each, 4 of them held out explicitly.
+WORDS = {
+    "⟁": "stairs heat fear empty floor step climb upward rung ladder summit",
+    "🜂": "fire ash flame smoke kiln burn ember purify coal furnace",
+    "🫁": "breath lungs inhale exhale ribs air chest slow pause body",
+}
+REGISTERS = ["poetry", "logic"]
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=16)
+
+
+def scene_text(sym: str, k: int) -> str:
+    w = WORDS[sym].split()
+    return " ".join(w[(k + j) % len(w)] for j in range(12)) + "."
+
+
+def write_mini_project(reg_path: Path, scene_dir: Path) -> None:
+    """Write the mini project's registry and corpus at the given paths."""
+    import yaml
+
+    from glyph import registry, scenes
+
+    registry.init(reg_path)
+    registry.add("⟁", name="ascent", meaning="heat and fear become a step up",
+                 trigger="initiation", path=reg_path)
+    registry.add("🜂", name="fire", meaning="alchemical fire purifies", trigger="initiation",
+                 path=reg_path)
+    registry.add("🫁", name="breath", meaning="breath of the body", trigger="body", path=reg_path)
+    reg = registry.load(reg_path)
+    n = 0
+    for sym in WORDS:
+        for k in range(14):
+            n += 1
+            scenes.add(reg, glyphs=[sym], register=REGISTERS[k % 2], level="micro",
+                       tier="core" if k < 10 else "orbit", lang="en", text=scene_text(sym, k),
+                       scene_id=f"Δ{n}", directory=scene_dir)
+    for f in scene_dir.glob("*.yaml"):  # an explicit split: tests never depend on the id hash
+        data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        for i, s in enumerate(data["scenes"]):
+            s["split"] = "heldout" if i % 7 == 3 or i % 7 == 6 else "train"
+        f.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture
+def mini_project(tmp_path: Path) -> Path:
+    """The mini project in this test's registry and scene dir (GLYPH_REGISTRY/GLYPH_SCENES)."""
+    import os
+
+    write_mini_project(Path(os.environ["GLYPH_REGISTRY"]), Path(os.environ["GLYPH_SCENES"]))
+    return tmp_path
+
+
+def _build_base(tmp_path_factory, glyph_home, name: str, **kw) -> Path:
+    import os
+
+    os.environ["GLYPH_HOME"] = str(glyph_home)
+    from glyph.model import build_tiny_base
+
+    texts = [scene_text(s, k) for s in WORDS for k in range(14)] * 2
+    out = tmp_path_factory.mktemp("bases") / name
+    return build_tiny_base(out, texts, config_overrides=TINY, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory, glyph_home) -> Path:
+    """A tiny Qwen3 (hidden 32, 1 layer, tied) with the real tokenizer, briefly warmed up."""
+    return _build_base(tmp_path_factory, glyph_home, "tiny-tied", steps=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_untied_base(tmp_path_factory, glyph_home) -> Path:
+    return _build_base(tmp_path_factory, glyph_home, "tiny-untied", steps=10, tied=False)
+
+
+def train_config(out: Path, base: Path, **kw):
+    from glyph.train import TrainConfig
+
+    args = dict(out=str(out), base=str(base), steps=24, batch_size=4, lr=5e-3, embedding_lr=5e-2,
+                eval_every=8, save_every=8, lora_r=4, lora_alpha=8, max_len=64)
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+class Project:
+    """A trained mini project shared by the tests of one session (read-only for them)."""
+
+    def __init__(self, root: Path, run: Path):
+        self.root, self.run = root, run
+        self.registry = root / "glyphs_registry.yaml"
+        self.scenes = root / "glyphs"
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, glyph_home, tiny_base) -> Project:
+    """The mini project trained once (60 steps) with its scene index built."""
+    import os
+
+    from glyph import index, registry, scenes
+    from glyph.train import train
+
+    root = tmp_path_factory.mktemp("project")
+    write_mini_project(root / "glyphs_registry.yaml", root / "glyphs")
+    saved = {k: os.environ.get(k) for k in ("GLYPH_REGISTRY", "GLYPH_SCENES", "GLYPH_HOME")}
+    os.environ.update(GLYPH_REGISTRY=str(root / "glyphs_registry.yaml"),
+                      GLYPH_SCENES=str(root / "glyphs"), GLYPH_HOME=str(glyph_home))
+    try:
+        res = train(train_config(root / "run", tiny_base, steps=60), log=lambda m: None,
+                    progress=False)
+        reg = registry.load()
+        index.build(res.out, registry=reg, corpus=scenes.load_corpus(reg))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return Project(root, res.out)
+
+
+@pytest.fixture
+def project(trained_project, monkeypatch) -> Project:
+    """Point GLYPH_REGISTRY / GLYPH_SCENES / GLYPH_RUN at the shared trained project."""
+    monkeypatch.setenv("GLYPH_REGISTRY", str(trained_project.registry))
+    monkeypatch.setenv("GLYPH_SCENES", str(trained_project.scenes))
+    monkeypatch.setenv("GLYPH_RUN", str(trained_project.run))
+    return trained_project

@@ -423,6 +423,40 @@ def export_(run, out, trigger, overwrite, no_verify) -> None:
         click.echo(f"wrote {d}")
 
 
+# ---------------------------------------------------------------- evaluation
+@main.command("eval")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.option("--split", type=click.Choice(["heldout", "train"]), default="heldout",
+              show_default=True)
+@click.option("--max-scenes", type=click.IntRange(min=2), default=None,
+              help="evaluate an even subsample of this many scenes")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="where metrics.json, report.md and the plots go (default: RUN/eval)")
+@click.option("--json", "as_json", is_flag=True, help="print metrics.json instead of the table")
+def eval_(run, split, max_scenes, out, as_json) -> None:
+    """Measure how much of its scene one glyph token carries (held-out scenes)."""
+    from . import registry
+    from .evaluate import evaluate, write_metrics
+    from .report import table, write_report
+
+    run = _run_dir(run)
+    metrics = evaluate(run, split=split, registry=registry.load(), max_scenes=max_scenes,
+                       log=lambda m: click.echo(m, err=True))
+    out = out or run / "eval"
+    write_metrics(metrics, out)
+    report = write_report(metrics, out, command=_command_line())
+    if as_json:
+        return _echo_json(metrics)
+    click.echo(table(metrics))
+    click.echo(f"report: {report}", err=True)
+
+
+def _command_line() -> str:
+    import shlex
+
+    return "glyph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 # ---------------------------------------------------------------- main job
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

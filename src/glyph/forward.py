@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,7 @@ class GlyphLM(torch.nn.Module):
             self.col_of = torch.full((rows,), -1, dtype=torch.long)
             self.col_of[cols] = torch.arange(len(cols))
             self.log_zero = math.log(n_zero)
+            self.n_zero = n_zero
             # glyph columns of each adapter inside the compact set (tied: read from the delta)
             self.glyph_cols = {n: self.col_of[idx] for n, (_, idx) in self.luts.items()}
 
@@ -89,6 +91,11 @@ class GlyphLM(torch.nn.Module):
         ``adapter=None`` scores the untouched base: base rows, no LoRA (the caller disables the
         adapters with ``peft_model.disable_adapter()``).
         """
+        sc = self.scores(input_ids, attention_mask, labels, adapter)
+        return sc.lse - sc.target_logit, sc.sel
+
+    def scores(self, input_ids, attention_mask, labels, adapter: str | None) -> "Scores":
+        """Next-token scores at every labelled position (see :class:`Scores`)."""
         lm = self.peft_model.base_model.model           # the *ForCausalLM with LoRA layers
         W = self.emb.base_layer.weight                  # frozen base rows
         x = F.embedding(input_ids, W)
@@ -109,7 +116,9 @@ class GlyphLM(torch.nn.Module):
             logits = F.linear(hs, head_w)
             if tied_glyphs:
                 logits[:, self.luts[adapter][1].to(logits.device)] = hs @ delta.T.to(hs.dtype)
-            return F.cross_entropy(logits.float(), y, reduction="none"), sel
+            logits = logits.float()
+            picked = logits.gather(1, y.unsqueeze(1)).squeeze(1)
+            return Scores(logits, torch.logsumexp(logits, dim=-1), picked, sel, 0)
         logits = F.linear(hs, head_w[self.cols.to(hs.device)]).float()
         if tied_glyphs:
             logits[:, self.glyph_cols[adapter].to(hs.device)] = (hs @ delta.T.to(hs.dtype)).float()
@@ -118,7 +127,32 @@ class GlyphLM(torch.nn.Module):
         col = self.col_of.to(y.device)[y]
         picked = logits.gather(1, col.clamp(min=0).unsqueeze(1)).squeeze(1)
         target_logit = torch.where(col >= 0, picked, torch.zeros_like(picked))  # zero row: 0
-        return lse - target_logit, sel
+        return Scores(logits, lse, target_logit, sel, self.n_zero)
+
+
+@dataclass
+class Scores:
+    """Next-token scores at the labelled positions of a batch (flat, row-major).
+
+    ``logits`` covers the computed columns (every row of the vocabulary, or in compact mode
+    the live rows); the ``n_zero`` other rows all have logit exactly 0. ``lse`` is the
+    full-vocabulary logsumexp, so ``log p(token) = logit - lse``.
+    """
+
+    logits: torch.Tensor
+    lse: torch.Tensor
+    target_logit: torch.Tensor
+    sel: torch.Tensor
+    n_zero: int
+
+    def kl_to(self, other: "Scores") -> torch.Tensor:
+        """KL(self ‖ other) per position, exact over the full vocabulary (same columns)."""
+        lp = self.logits - self.lse.unsqueeze(1)
+        lq = other.logits - other.lse.unsqueeze(1)
+        kl = (lp.exp() * (lp - lq)).sum(-1)
+        if self.n_zero:  # every zero row: p = exp(-lse_p), q = exp(-lse_q)
+            kl = kl + self.n_zero * torch.exp(-self.lse) * (other.lse - self.lse)
+        return kl.clamp(min=0)
 
 
 def collate(batch: list, pad_id: int = EOS):

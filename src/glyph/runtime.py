@@ -209,6 +209,21 @@ class GlyphModel:
         new = ids[:, enc["input_ids"].shape[1]:]
         return [_clean(self.tokenizer.decode(row, skip_special_tokens=True)) for row in new]
 
+    def route_logits(self, text: str, ids=None):
+        """Logits of ``text`` through the routing :meth:`generate` uses (``[1, T, vocab]``)."""
+        import torch
+
+        text = self.canonical(text)
+        if ids is None:
+            ids = self.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        route = self.triggers_in(text)
+        with torch.no_grad():
+            if len(route) > 1:
+                with self.adapters(route):
+                    return self.model(input_ids=ids).logits
+            return self.model(input_ids=ids,
+                              adapter_names=[route[0] if route else BASE_ADAPTER]).logits
+
     # ------------------------------------------------------------ hidden states
     def hidden(self, pairs: Sequence[tuple[str, str]], *, adapter: str | None = None,
                batch_size: int = 16):
