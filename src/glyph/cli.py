@@ -44,6 +44,11 @@ def _glyph_json(g) -> dict:
 @click.version_option(package_name="glyph")
 def main() -> None:
     """glyph: Unicode symbols as first-class tokens of a Qwen3 model."""
+    import os
+
+    # one line per event, not a progress bar per checkpoint load (set before transformers loads)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 # ---------------------------------------------------------------- registry

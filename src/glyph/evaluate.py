@@ -130,9 +130,26 @@ def retrieval(index, scene_list, symbols, ks=(1, 5)) -> dict:
         ids = [h.scene_id for h in hits]
         per[g] = {f"recall@{k}": len(own[g] & set(ids[:k])) / min(k, len(own[g])) for k in ks}
     overall = {f"recall@{k}": _mean(v[f"recall@{k}"] for v in per.values()) for k in ks}
-    # chance: a random ranking finds min(k,#own)·(#own/#pool) … per k, normalised the same way
-    overall.update({f"chance@{k}": _mean(len(own[g]) / len(pool) for g in per) for k in ks})
+    # chance: a random ranking puts k·#own/#pool own scenes in the top k on average
+    overall.update({f"chance@{k}": _mean(k * len(own[g]) / len(pool) / min(k, len(own[g]))
+                                         for g in per) for k in ks})
     return {"per_glyph": per, "overall": overall}
+
+
+def summarize(rows: list[dict], n_glyphs: int) -> dict:
+    """Aggregate per-scene rows (``glyph, best, own, none, other, meaning, kl_meaning``)."""
+    own, nn, oth, mean_ = (_mean(r[k] for r in rows) for k in ("own", "none", "other", "meaning"))
+    gain_meaning = nn - mean_
+    return {
+        "scenes": len(rows),
+        "specificity": {"accuracy": _mean(r["best"] == r["glyph"] for r in rows),
+                        "chance": 1 / n_glyphs},
+        "nll": {"own": own, "none": nn, "other": oth, "meaning": mean_},
+        "gain_vs_none": nn - own, "gain_vs_other": oth - own,
+        "prompt_equivalence": {"recovered": (nn - own) / gain_meaning if gain_meaning > 0
+                               else None, "meaning_gain": gain_meaning,
+                               "kl_meaning_vs_glyph": _mean(r["kl_meaning"] for r in rows)},
+    }
 
 
 def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=None,
@@ -183,20 +200,6 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
                      "other": _mean(others), "meaning": meaning[i], "kl_meaning": kl_gm[i],
                      "best": min(scores, key=scores.get)})
 
-    def summary(rs) -> dict:
-        own, nn, oth, mean_ = (_mean(r[k] for r in rs) for k in ("own", "none", "other", "meaning"))
-        gain_meaning = nn - mean_
-        return {
-            "scenes": len(rs),
-            "specificity": {"accuracy": _mean(r["best"] == r["glyph"] for r in rs),
-                            "chance": 1 / len(symbols)},
-            "nll": {"own": own, "none": nn, "other": oth, "meaning": mean_},
-            "gain_vs_none": nn - own, "gain_vs_other": oth - own,
-            "prompt_equivalence": {"recovered": (nn - own) / gain_meaning if gain_meaning > 0
-                                   else None, "meaning_gain": gain_meaning,
-                                   "kl_meaning_vs_glyph": _mean(r["kl_meaning"] for r in rs)},
-        }
-
     per_glyph = {}
     tok = scorer.tok
     for g in symbols:
@@ -204,10 +207,10 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
         if not rs:
             continue
         n_tokens = len(tok.encode(meaning_prompt[g], add_special_tokens=False).ids)
-        per_glyph[g] = {**summary(rs), "name": gm.glyphs[g]["name"],
+        per_glyph[g] = {**summarize(rs, len(symbols)), "name": gm.glyphs[g]["name"],
                         "trigger": trig[g], "compression": f"{n_tokens}:1",
                         "meaning_tokens": n_tokens}
-    overall = summary(rows)
+    overall = summarize(rows, len(symbols))
     overall["base_preservation"] = preservation
     if gm.index is None:
         say("the run has no index yet: building it")
@@ -247,8 +250,9 @@ def base_preservation(gm, scorer, scene_list, symbols, n: int = 24) -> dict:
     from . import model as mdl
 
     texts = [s.prompt("") + s.text for s in scene_list[:n]]
-    base = AutoModelForCausalLM.from_pretrained(gm.manifest["base"]["path"],
-                                                dtype=torch.float32).eval()
+    with mdl.quiet_loading():
+        base = AutoModelForCausalLM.from_pretrained(gm.manifest["base"]["path"],
+                                                    dtype=torch.float32).eval()
     mdl.grow_rows(base, gm.manifest["base"]["rows"])
     routed_kl, forced_kl, max_abs = [], [], 0.0
     for t in texts:

@@ -64,10 +64,11 @@ def export_one(run: Path, manifest: dict, trigger: str, out: Path, *, verify: bo
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(run / manifest["tokenizer"])
-    base = AutoModelForCausalLM.from_pretrained(manifest["base"]["path"], dtype="auto")
-    mdl.grow_rows(base, manifest["base"]["rows"])
+    with mdl.quiet_loading():
+        base = AutoModelForCausalLM.from_pretrained(manifest["base"]["path"], dtype="auto")
+        mdl.grow_rows(base, manifest["base"]["rows"])
+        pm = PeftModel.from_pretrained(base, run / manifest["triggers"][trigger]).eval()
     dtype = str(base.dtype).replace("torch.", "")
-    pm = PeftModel.from_pretrained(base, run / manifest["triggers"][trigger]).eval()
     ids = tok(_probe(manifest, trigger), return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         want = pm(input_ids=ids).logits.float()
@@ -85,7 +86,8 @@ def export_one(run: Path, manifest: dict, trigger: str, out: Path, *, verify: bo
             "tied": manifest["base"]["tied"], "dtype": dtype}, ensure_ascii=False, indent=2),
             encoding="utf-8")
         if verify:
-            again = AutoModelForCausalLM.from_pretrained(tmp, dtype="auto").eval()
+            with mdl.quiet_loading():
+                again = AutoModelForCausalLM.from_pretrained(tmp, dtype="auto").eval()
             with torch.no_grad():
                 got = again(input_ids=ids).logits.float()
             diff = (got - want).abs().max().item()

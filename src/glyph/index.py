@@ -36,7 +36,7 @@ INDEX_FORMAT = 1
 EXACT_LIMIT = 20_000         # exact search below: ~1 ms per query at this size
 IVF_MIN_PER_LIST = 64        # IVF lists hold ~this many vectors or more
 IVF_NPROBE = 24              # lists visited per query (recall@10 ≥ 0.95 on clustered data)
-HNSW_M, HNSW_EF_SEARCH = 32, 64
+HNSW_M, HNSW_EF_SEARCH = 32, 128
 GLYPH_VECTORS = ("centroid", "prompt")
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
 

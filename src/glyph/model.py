@@ -26,6 +26,7 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,7 +42,7 @@ TINY_CONFIG = dict(
     rope_theta=1_000_000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
     bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
 )
-WARMUP = dict(steps=300, batch=16, seq_len=128, lr=3e-3, weight_decay=0.0, seed=0)
+WARMUP = dict(steps=500, batch=16, seq_len=128, lr=3e-3, weight_decay=0.0, seed=0)  # benchmarks/base.md
 INIT_STRATEGIES = ("mean", "meaning", "random")
 DEFAULT_INIT = "meaning"  # chosen by benchmarks/train.md (init comparison)
 
@@ -208,6 +209,22 @@ def default_base_dir(corpus=None, *, steps: int = WARMUP["steps"],
 
 
 # ---------------------------------------------------------------- loading any base
+@contextmanager
+def quiet_loading():
+    """No progress bar or load report from transformers while glyph loads a checkpoint."""
+    from transformers.utils import logging as hf_logging
+
+    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def resolve_base(base: str | None, corpus=None, log=None) -> tuple[str, Path | str]:
     """(display name, path-or-hub-id) of the base to load."""
     if base is None:
@@ -271,7 +288,8 @@ def load_base(base: str | None, *, min_rows: int = 0, corpus=None, log=None, dty
     if base is not None:
         check_base(where)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype or torch.float32)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(where), dtype=dtype or torch.float32)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"cannot load --base {name}: {str(e).splitlines()[0]}") from None
     original = model.get_input_embeddings().weight.shape[0]

@@ -74,7 +74,6 @@ class GlyphModel:
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
         run = Path(run)
         manifest = load_manifest(run, registry)
@@ -84,19 +83,15 @@ class GlyphModel:
         if not Path(where).exists() and Path(where).is_absolute():
             raise ModelError(f"the base model of run {run} is gone ({where}); rebuild it with "
                              f"`glyph train --out {run} --overwrite` or restore that directory")
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # no load-report chatter on every command
-        try:
+        with mdl.quiet_loading():
             base = AutoModelForCausalLM.from_pretrained(where, dtype=dtype or torch.float32)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-        mdl.grow_rows(base, manifest["base"]["rows"])
-        pm = None
-        for t, rel in manifest["triggers"].items():
-            if pm is None:
-                pm = PeftModel.from_pretrained(base, run / rel, adapter_name=t)
-            else:
-                pm.load_adapter(run / rel, adapter_name=t)
+            mdl.grow_rows(base, manifest["base"]["rows"])
+            pm = None
+            for t, rel in manifest["triggers"].items():
+                if pm is None:
+                    pm = PeftModel.from_pretrained(base, run / rel, adapter_name=t)
+                else:
+                    pm.load_adapter(run / rel, adapter_name=t)
         pm.eval()
         index = None
         if with_index:

@@ -1,0 +1,245 @@
+"""Index, neighbors, expand (single, free text, batch), routing and merged export."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from glyph import index, registry  # noqa: E402
+from glyph.cli import main  # noqa: E402
+from glyph.errors import ConfigError, NotFound  # noqa: E402
+from glyph.runtime import GlyphModel  # noqa: E402
+
+from .conftest import train_config  # noqa: E402
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def gm(trained_project):
+    return GlyphModel.load(trained_project.run, registry=registry.load(trained_project.registry))
+
+
+# ---------------------------------------------------------------- index and neighbors
+def test_index_files_and_metadata(project):
+    d = index.SceneIndex.directory(project.run)
+    assert {p.name for p in d.iterdir()} == {"scenes.faiss", "vectors.safetensors", "meta.json"}
+    idx = index.SceneIndex.load(project.run)
+    assert idx.index.ntotal == len(idx.meta) == 42  # every scene of the 3 glyphs
+    assert idx.info["kind"] == "flat" and idx.info["glyph_vectors"] == "centroid"
+    v = idx.glyph_vector("⟁")
+    assert abs(float((v ** 2).sum()) - 1) < 1e-5
+
+
+@pytest.mark.parametrize("sym", ["⟁", "🜂", "🫁"])
+def test_neighbors_are_the_glyphs_own_scenes(gm, sym):
+    hits = gm.neighbors(sym, k=5)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert sum(h.glyphs == sym for h in hits) >= 4  # disjoint vocabularies: clear clusters
+
+
+def test_neighbors_register_filter_and_errors(gm):
+    hits = gm.neighbors("🫁", k=4, register="logic")
+    assert len(hits) == 4 and all(h.register == "logic" for h in hits)
+    with pytest.raises(ConfigError, match="unknown register 'dance'"):
+        gm.neighbors("🫁", register="dance")
+    with pytest.raises(NotFound, match="not a glyph of run"):
+        gm.neighbors("☉")
+
+
+def test_cli_neighbors_json_and_one_line_errors(project):
+    r = run("neighbors", "fire", "--k", "3", "--json")
+    assert r.exit_code == 0, r.output
+    hits = json.loads(r.stdout)
+    assert len(hits) == 3 and hits[0]["glyphs"] == "🜂"
+    r = run("neighbors", "☉")
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "not a glyph of run" in r.output
+
+
+def test_run_without_index_is_one_clear_line(project, tmp_path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(project.run, bare, ignore=shutil.ignore_patterns("index"))
+    r = run("neighbors", "⟁", "--run", str(bare))
+    assert r.exit_code == 1 and "glyph index build" in r.output and r.output.count("\n") == 1
+
+
+def _clustered(n: int, d: int = 32, clusters: int = 50, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, d))
+    x = centres[rng.integers(0, clusters, n)] + 0.35 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype("float32")
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_agree_with_exact_search(kind):
+    x, q = _clustered(6000), _clustered(50, seed=1)
+    exact = index.make_faiss_index(x, kind="flat")
+    approx = index.make_faiss_index(x, kind=kind)
+    assert index.index_kind(approx) == kind
+    _, want = exact.search(q, 10)
+    _, got = approx.search(q, 10)
+    recall = sum(len(set(a) & set(b)) for a, b in zip(want, got)) / want.size
+    assert recall >= 0.9
+
+
+def test_auto_index_is_exact_small_and_approximate_large():
+    x = _clustered(3000)
+    assert index.index_kind(index.make_faiss_index(x)) == "flat"
+    assert index.index_kind(index.make_faiss_index(x, exact_limit=1000)) == "ivf"
+
+
+# ---------------------------------------------------------------- routing and generation
+def test_routing_by_glyph(gm):
+    assert gm.triggers_in("🫁 then ⟁ and 🜂") == ["body", "initiation"]
+    assert gm.triggers_in("no glyph here") == []
+    assert gm.canonical("🜂\ufe0f fire") == "🜂 fire"  # presentation selector dropped
+    assert gm.triggers_in(gm.canonical("🜂\ufe0f fire")) == ["initiation"]
+
+
+def test_input_without_glyph_runs_the_untouched_base(gm, trained_project):
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(gm.manifest["base"]["path"]).eval()
+    text = "stairs heat fear empty floor"
+    ids = gm.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        want = base(input_ids=ids).logits
+    assert torch.equal(gm.route_logits(text), want)
+    with_glyph = gm.route_logits("⟁ " + text)
+    gm.model.set_adapter("initiation")
+    ids2 = gm.tokenizer("⟁ " + text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        assert torch.allclose(with_glyph, gm.model(input_ids=ids2).logits, atol=1e-5)
+
+
+def test_mixed_batch_equals_one_by_one(gm):
+    prompts = ["⟁\n⟨poetry · micro · en⟩\n", "plain words and", "🫁\n⟨logic · micro · en⟩\n",
+               "🜂 ember"]
+    batch = gm.generate(prompts, temperature=0, max_new_tokens=8)
+    alone = [gm.generate([p], temperature=0, max_new_tokens=8)[0] for p in prompts]
+    assert [b.triggers for b in batch] == [["initiation"], [], ["body"], ["initiation"]]
+    assert [b.text for b in batch] == [a.text for a in alone]
+
+
+def test_several_triggers_combine_their_rows_and_loras(gm):
+    assert gm.triggers_in("⟁ and 🫁") == ["initiation", "body"]
+    ids = torch.tensor([[151669, 151671]])
+    emb = gm.model.get_input_embeddings()
+    with gm.adapters(["initiation", "body"]):
+        both = emb(ids)[0]
+        with torch.no_grad():
+            combined = gm.model(input_ids=ids).logits
+    gm.model.set_adapter("initiation")
+    row_a = emb(ids)[0, 0]
+    gm.model.set_adapter("body")
+    row_b = emb(ids)[0, 1]
+    assert torch.equal(both[0], row_a) and torch.equal(both[1], row_b)
+    with torch.no_grad():
+        only_body = gm.model(input_ids=ids).logits
+    assert not torch.allclose(combined, only_body)
+    out = gm.generate(["⟁ and 🫁"], temperature=0, max_new_tokens=4)[0]
+    assert out.triggers == ["initiation", "body"]
+
+
+def test_expand_protocol(gm):
+    e = gm.expand("fire", register="logic", k=3, temperature=0, max_new_tokens=12)
+    assert (e.glyph, e.adapter, e.register) == ("🜂", "initiation", "logic")
+    assert len(e.scenes) == 3 and all(h.register == "logic" for h in e.scenes)
+    assert e.level == e.scenes[0].level and e.lang == e.scenes[0].lang  # retrieval shapes it
+    assert e.prompt == f"🜂\n⟨logic · {e.level} · {e.lang}⟩\n"
+    again = gm.expand("🜂", register="logic", k=3, temperature=0, max_new_tokens=12)
+    assert again.text == e.text
+    with pytest.raises(ConfigError, match="unknown level"):
+        gm.expand("🜂", level="mega")
+
+
+def test_cli_expand_single_free_text_and_batch(project, tmp_path):
+    r = run("expand", "⟁", "--register", "poetry", "--max-new-tokens", "8", "--json")
+    assert r.exit_code == 0, r.output
+    e = json.loads(r.stdout)
+    assert e["adapter"] == "initiation" and e["scenes"] and e["text"] == e["text"].strip()
+    r = run("expand", "the 🫁 and ⟁ meet", "--max-new-tokens", "6", "--json")
+    assert json.loads(r.stdout)["triggers"] == ["body", "initiation"]
+    batch = tmp_path / "prompts.txt"
+    batch.write_text('⟁\nplain text\n{"prompt": "🫁 slow"}\n', encoding="utf-8")
+    r = run("expand", "--batch", str(batch), "--max-new-tokens", "4", "--json")
+    assert [o["triggers"] for o in json.loads(r.stdout)] == [["initiation"], [], ["body"]]
+    for args, msg in [(["⟁", "--register", "dance"], "unknown register"),
+                      (["☉"], "no adapter"), ([], "give one PROMPT")]:
+        r = run("expand", *args)
+        if msg == "no adapter":  # not a glyph: plain text continued by the base
+            assert r.exit_code == 0 and "none (base model)" in r.output
+            continue
+        assert r.exit_code == 1 and msg in r.output and r.output.count("\n") == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "⟁"}\n{"text": "x"}\n', encoding="utf-8")
+    r = run("expand", "--batch", str(bad))
+    assert r.exit_code == 1 and "bad.jsonl:2:" in r.output
+
+
+# ---------------------------------------------------------------- merged export
+def _logits(model, tok, text):
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+def _check_export(run_dir: Path, out: Path, trigger: str, text: str):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    m = json.loads((run_dir / "manifest.json").read_text())
+    tok = AutoTokenizer.from_pretrained(out)  # the export's own tokenizer, glyphs included
+    assert len(tok(text.split()[0], add_special_tokens=False)["input_ids"]) == 1
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()  # plain transformers
+    base = AutoModelForCausalLM.from_pretrained(m["base"]["path"])
+    adapter = PeftModel.from_pretrained(base, run_dir / "adapters" / trigger).eval()
+    diff = (_logits(merged, tok, text) - _logits(adapter, tok, text)).abs().max().item()
+    assert diff <= 1e-4
+    return merged
+
+
+def test_export_tied_matches_the_adapter_model(project, tmp_path):
+    out = tmp_path / "exp"
+    r = run("export", str(project.run), "--merged", str(out), "--trigger", "initiation")
+    assert r.exit_code == 0, r.output
+    merged = _check_export(project.run, out, "initiation", "⟁ stairs 🜂 ember fire")
+    assert merged.config.tie_word_embeddings
+    assert json.loads((out / "glyph_export.json").read_text())["trigger"] == "initiation"
+    r = run("export", str(project.run), "--merged", str(out), "--trigger", "initiation")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+
+
+def test_export_untied_every_trigger(mini_project, tiny_untied_base, tmp_path):
+    from glyph.train import train
+
+    res = train(train_config(mini_project / "run-u", tiny_untied_base, steps=6),
+                log=lambda m: None, progress=False)
+    out = tmp_path / "all"
+    r = run("export", str(res.out), "--merged", str(out))
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["body", "initiation"]
+    merged = _check_export(res.out, out / "body", "body", "🫁 lungs inhale slow")
+    assert not merged.config.tie_word_embeddings
+
+
+def test_export_refuses_bad_targets(project, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    r = run("export", str(project.run), "--merged", str(foreign))
+    assert r.exit_code == 1 and "not written by `glyph export`" in r.output
+    assert (foreign / "notes.txt").read_text() == "mine"
+    r = run("export", str(project.run), "--merged", str(tmp_path / "x"), "--trigger", "nope")
+    assert r.exit_code == 1 and "no trigger 'nope'" in r.output
+    assert not (tmp_path / "x").exists()
