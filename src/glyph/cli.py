@@ -457,9 +457,24 @@ def eval_(run, split, max_scenes, out, as_json) -> None:
 
 
 def _command_line() -> str:
+    """The command being run, as a user would type it again (explicitly given options only)."""
     import shlex
 
-    return "glyph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    words = ["glyph", *ctx.command_path.split()[1:]]
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[p.name]
+        if isinstance(p, click.Argument):
+            words.append(str(value))
+        elif p.is_flag:
+            words.append(p.opts[0])
+        else:
+            words += [p.opts[0], str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 # ---------------------------------------------------------------- main job

@@ -1,0 +1,168 @@
+"""`glyph eval`: each metric on a case whose answer is known, then end to end on a tiny run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from glyph import evaluate as ev  # noqa: E402
+from glyph import registry  # noqa: E402
+from glyph.cli import main  # noqa: E402
+
+
+def _row(glyph, best, own, none, other, meaning, kl=0.0):
+    return dict(glyph=glyph, best=best, own=own, none=none, other=other, meaning=meaning,
+                kl_meaning=kl)
+
+
+def test_summarize_known_answers():
+    rows = [_row("a", "a", 2.0, 3.0, 2.5, 2.0), _row("a", "b", 3.0, 3.0, 3.5, 2.0),
+            _row("b", "b", 1.0, 2.0, 1.5, 1.0, kl=0.4), _row("b", "b", 2.0, 2.0, 2.5, 2.0)]
+    m = ev.summarize(rows, n_glyphs=4)
+    assert m["specificity"] == {"accuracy": 0.75, "chance": 0.25}
+    assert m["nll"] == {"own": 2.0, "none": 2.5, "other": 2.5, "meaning": 1.75}
+    assert m["gain_vs_none"] == pytest.approx(0.5) and m["gain_vs_other"] == pytest.approx(0.5)
+    pe = m["prompt_equivalence"]
+    assert pe["meaning_gain"] == pytest.approx(0.75)
+    assert pe["recovered"] == pytest.approx(0.5 / 0.75)
+    assert pe["kl_meaning_vs_glyph"] == pytest.approx(0.1)
+    hurt = ev.summarize([_row("a", "a", 2.0, 3.0, 2.5, 3.5)], 2)  # meaning makes it worse
+    assert hurt["prompt_equivalence"]["recovered"] is None
+
+
+class _FakeIndex:
+    """Scenes on a line: glyph g's vector retrieves the scenes listed in ``ranking[g]``."""
+
+    def __init__(self, ranking):
+        self.ranking = ranking
+
+    def glyph_vector(self, g):
+        return g
+
+    def search(self, g, *, k, where):
+        from types import SimpleNamespace
+
+        ids = [i for i in self.ranking[g] if where({"id": i})]
+        return [SimpleNamespace(scene_id=i) for i in ids[:k]]
+
+
+def test_retrieval_known_answers():
+    from types import SimpleNamespace as S
+
+    pool = [S(id=f"a{i}", glyph="a") for i in range(2)] + [S(id=f"b{i}", glyph="b")
+                                                          for i in range(6)]
+    idx = _FakeIndex({"a": ["b0", "a0", "b1", "a1", "b2", "b3"],
+                      "b": ["b0", "b1", "b2", "b3", "b4", "a0"], })
+    r = ev.retrieval(idx, pool, ["a", "b"])
+    assert r["per_glyph"]["a"] == {"recall@1": 0.0, "recall@5": 1.0}
+    assert r["per_glyph"]["b"] == {"recall@1": 1.0, "recall@5": 1.0}
+    assert r["overall"]["recall@1"] == 0.5
+    assert r["overall"]["chance@1"] == pytest.approx((2 / 8 + 6 / 8) / 2)
+
+
+@pytest.mark.parametrize("zero_rows", [False, True])
+def test_kl_is_exact_over_the_full_vocabulary(zero_rows):
+    """Scores.kl_to (compact or dense) equals KL computed from full log-softmaxes."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from glyph.forward import IGNORE, GlyphLM
+
+    torch.manual_seed(0)
+    base = Qwen3ForCausalLM(Qwen3Config(vocab_size=151936, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=1, num_attention_heads=2,
+                                        num_key_value_heads=1, head_dim=16,
+                                        tie_word_embeddings=True))
+    with torch.no_grad():
+        base.get_input_embeddings().weight.mul_(30)  # peaked distributions: KL well above 0
+        if zero_rows:
+            base.get_input_embeddings().weight[2000:] = 0
+    pm = get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"],
+                                         trainable_token_indices=[151669],
+                                         init_lora_weights=False), adapter_name="g").eval()
+    lm = GlyphLM(pm, tied=True)
+    assert lm.compact is zero_rows
+    a = torch.tensor([[10, 11, 12, 13, 14, 15]])
+    b = torch.tensor([[151669, 12, 13, 14, 15, 16]])  # other prompt, same 4 labelled tokens
+    la, lb = a.clone(), b.clone()
+    la[:, :2], lb[:, :2] = IGNORE, IGNORE
+    la[:, 2:], lb[:, 2:] = torch.tensor([12, 13, 14, 15]), torch.tensor([13, 14, 15, 16])
+    with torch.no_grad(), pm.disable_adapter():
+        p = lm.scores(a, torch.ones_like(a), la, None)
+        dense_p = torch.log_softmax(pm(input_ids=a).logits[0, 1:-1].double(), -1)
+    with torch.no_grad():
+        q = lm.scores(b, torch.ones_like(b), lb, "g")
+        dense_q = torch.log_softmax(pm(input_ids=b).logits[0, 1:-1].double(), -1)
+    want = (dense_p.exp() * (dense_p - dense_q)).sum(-1).float()
+    assert want.min() > 0.01
+    assert torch.allclose(p.kl_to(q), want, rtol=1e-3, atol=1e-5)
+    assert torch.allclose(p.kl_to(p), torch.zeros(4), atol=1e-6)
+
+
+# ---------------------------------------------------------------- end to end on a tiny run
+@pytest.fixture(scope="module")
+def metrics(trained_project):
+    return ev.evaluate(trained_project.run, registry=registry.load(trained_project.registry),
+                       corpus=_corpus(trained_project))
+
+
+def _corpus(p):
+    from glyph import scenes
+
+    return scenes.load_corpus(registry.load(p.registry), p.scenes)
+
+
+def test_a_trained_glyph_carries_its_scenes(metrics):
+    o = metrics["overall"]
+    assert o["scenes"] == 12 and metrics["glyphs"] == 3
+    # disjoint vocabularies: the own glyph is the best prompt far above chance
+    assert o["specificity"]["accuracy"] >= 2 * o["specificity"]["chance"]
+    assert o["gain_vs_none"] > 0 and o["gain_vs_other"] > 0
+    assert o["retrieval"]["recall@5"] > o["retrieval"]["chance@5"]
+    for g, m in metrics["per_glyph"].items():
+        assert m["compression"].endswith(":1") and m["meaning_tokens"] > 1
+        assert m["nll"]["own"] < m["nll"]["other"], g
+
+
+def test_base_preservation_is_exactly_zero(metrics):
+    bp = metrics["overall"]["base_preservation"]
+    assert bp["kl_routed_vs_base"] == 0.0 and bp["max_abs_logprob_diff"] == 0.0
+    assert bp["kl_if_adapter_forced"] > 0  # what routing prevents
+
+
+def test_base_preservation_catches_broken_routing(trained_project, monkeypatch):
+    from glyph.runtime import GlyphModel
+
+    gm = GlyphModel.load(trained_project.run, registry=registry.load(trained_project.registry))
+
+    def always_adapter(text, ids=None):  # a routing bug: the adapter leaks into plain text
+        gm.model.set_adapter("body")
+        with torch.no_grad():
+            return gm.model(input_ids=ids).logits
+
+    monkeypatch.setattr(gm, "route_logits", always_adapter)
+    scorer = ev.Scorer(gm)
+    scenes_ = _corpus(trained_project).select(split="heldout")
+    bp = ev.base_preservation(gm, scorer, scenes_, ["🫁"])
+    assert bp["kl_routed_vs_base"] > 0
+
+
+def test_cli_eval_writes_report_and_is_reproducible(project, tmp_path):
+    out = tmp_path / "eval"
+    r = CliRunner().invoke(main, ["eval", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "specificity chance" in r.stdout and "overall" in r.stdout
+    m1 = json.loads((out / "metrics.json").read_text())
+    for png in ("loss.png", "per_glyph.png", "conditions.png", "map.png"):
+        assert (out / png).stat().st_size > 5000
+        assert f"]({png})" in (out / "report.md").read_text()
+    assert "glyph eval --out" in (out / "report.md").read_text()  # names its command
+    r = CliRunner().invoke(main, ["eval", "--out", str(tmp_path / "again"), "--json"])
+    m2 = json.loads(r.stdout)
+    assert m2["overall"]["nll"] == m1["overall"]["nll"]  # same run, same numbers
+    assert m2["overall"]["specificity"] == m1["overall"]["specificity"]
+    r = CliRunner().invoke(main, ["eval", "--split", "bogus"])
+    assert r.exit_code == 2
