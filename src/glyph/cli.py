@@ -274,11 +274,13 @@ def scenes_validate() -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--save-every", type=int, default=25, show_default=True)
 @click.option("--eval-every", type=int, default=25, show_default=True)
+@click.option("--fraction", type=click.FloatRange(0, 1, min_open=True), default=1.0,
+              show_default=True, help="train on this deterministic share of the scenes")
 @click.option("--strict", is_flag=True, help="error (not warn) on glyphs without scenes")
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace the run in --out")
 def train(base, out, tiers, registers, levels, steps, epochs, batch_size, lr, embedding_lr,
-          lora_r, init, seed, save_every, eval_every, strict, resume, overwrite) -> None:
+          lora_r, init, seed, save_every, eval_every, fraction, strict, resume, overwrite) -> None:
     """Train glyph rows + one LoRA adapter per trigger into a run directory."""
     from . import model
     from .train import TrainConfig, train as run_train
@@ -287,7 +289,7 @@ def train(base, out, tiers, registers, levels, steps, epochs, batch_size, lr, em
                       levels=_csv(levels), steps=steps, epochs=epochs, batch_size=batch_size,
                       lr=lr, embedding_lr=embedding_lr, lora_r=lora_r, lora_alpha=2 * lora_r,
                       init=init or model.DEFAULT_INIT, seed=seed, save_every=save_every,
-                      eval_every=eval_every, strict=strict)
+                      eval_every=eval_every, strict=strict, fraction=fraction)
     res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: click.echo(m, err=True))
     m = res.metrics
     click.echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
@@ -472,9 +474,44 @@ def _command_line() -> str:
             words.append(str(value))
         elif p.is_flag:
             words.append(p.opts[0])
+        elif p.multiple:
+            for v in value:
+                words += [p.opts[0], ",".join(v) if isinstance(v, tuple) else str(v)]
         else:
             words += [p.opts[0], str(value)]
     return " ".join(shlex.quote(w) for w in words)
+
+
+@main.command()
+@click.option("--base", default=None, help="local dir or hub id (default: embedded tiny Qwen3)")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="default: $GLYPH_HOME/saturation")
+@click.option("--fractions", default="0.25,0.5,1", show_default=True,
+              help="nested shares of the training scenes")
+@click.option("--mix", "mixes", multiple=True,
+              help="a level mix to compare, e.g. --mix micro --mix micro,meso (repeat)")
+@click.option("--no-tiers", is_flag=True, help="skip the core → orbit → fractal runs")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=2.0,
+              show_default=True)
+@click.option("--max-scenes", type=click.IntRange(min=2), default=112, show_default=True,
+              help="held-out scenes scored per run")
+@click.option("--seed", type=int, default=0, show_default=True)
+def saturate(base, out, fractions, mixes, no_tiers, epochs, max_scenes, seed) -> None:
+    """Train on growing data (tiers, fractions, level mixes) and plot the saturation curve."""
+    from . import paths
+    from .errors import ConfigError
+    from .saturate import saturate as run
+
+    try:
+        fr = tuple(float(f) for f in _csv(fractions))
+    except ValueError:
+        raise ConfigError(f"--fractions {fractions!r}: write numbers such as 0.25,0.5,1") from None
+    out = out or paths.home() / "saturation"
+    res = run(out, base=base, fractions=fr, mixes=tuple(_csv(m) for m in mixes),
+              tiers=not no_tiers, epochs=epochs, seed=seed, max_scenes=max_scenes,
+              command=_command_line(), log=lambda m: click.echo(m, err=True))
+    click.echo((out / "saturation.md").read_text(encoding="utf-8"))
+    click.echo(f"{len(res['points'])} conditions in {res['seconds']}s → {out}", err=True)
 
 
 # ---------------------------------------------------------------- main job

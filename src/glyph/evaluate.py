@@ -153,9 +153,13 @@ def summarize(rows: list[dict], n_glyphs: int) -> dict:
 
 
 def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=None,
-             max_scenes: int | None = None, batch_size: int = 16, gm=None,
+             max_scenes: int | None = None, batch_size: int = 16, gm=None, light: bool = False,
              log: Callable[[str], None] | None = None) -> dict:
-    """Compute every metric of the module docstring for ``run``; return the metrics dict."""
+    """Compute every metric of the module docstring for ``run``; return the metrics dict.
+
+    ``light=True`` computes only the NLL metrics (specificity, glyph gain): what the
+    saturation experiment needs for each of its runs.
+    """
     from . import index as index_mod
     from . import registry as registry_mod
     from . import scenes as sc
@@ -185,11 +189,13 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     none = scorer.nll([(s.prompt(""), s.text) for s in scene_list], None)
     table = {g: scorer.nll([(s.prompt(g), s.text) for s in scene_list], trig[g]) for g in symbols}
     meaning_prompt = {g: gm.glyphs[g]["meaning"] for g in symbols}
-    meaning = scorer.nll([(meaning_prompt[s.glyph] + "\n" + s.prompt(""), s.text)
-                          for s in scene_list], None)
-    say("KL between the glyph and its written meaning; base preservation")
-    kl_gm = _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig)
-    preservation = base_preservation(gm, scorer, scene_list, symbols)
+    nan = [float("nan")] * len(scene_list)
+    meaning, kl_gm = nan, nan
+    if not light:
+        meaning = scorer.nll([(meaning_prompt[s.glyph] + "\n" + s.prompt(""), s.text)
+                              for s in scene_list], None)
+        say("KL between the glyph and its written meaning; base preservation")
+        kl_gm = _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig)
 
     rows = []
     for i, s in enumerate(scene_list):
@@ -211,7 +217,13 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
                         "trigger": trig[g], "compression": f"{n_tokens}:1",
                         "meaning_tokens": n_tokens}
     overall = summarize(rows, len(symbols))
-    overall["base_preservation"] = preservation
+    metrics = {"version": METRICS_VERSION, "run": str(Path(gm.run).resolve()), "split": split,
+               "seed": gm.manifest["config"].get("seed"), "base": gm.manifest["base"]["name"],
+               "glyphs": len(symbols), "overall": overall, "per_glyph": per_glyph,
+               "scenes": rows}
+    if light:
+        return {**metrics, "seconds": round(time.time() - t0, 1)}
+    overall["base_preservation"] = base_preservation(gm, scorer, scene_list, symbols)
     if gm.index is None:
         say("the run has no index yet: building it")
         index_mod.build(gm.run, registry=reg, corpus=corpus, gm=gm, log=log)
@@ -219,10 +231,7 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     overall["retrieval"] = ret["overall"]
     for g, v in ret["per_glyph"].items():
         per_glyph[g]["retrieval"] = v
-    return {"version": METRICS_VERSION, "run": str(Path(gm.run).resolve()), "split": split,
-            "seed": gm.manifest["config"].get("seed"), "base": gm.manifest["base"]["name"],
-            "glyphs": len(symbols), "overall": overall, "per_glyph": per_glyph,
-            "scenes": rows, "seconds": round(time.time() - t0, 1)}
+    return {**metrics, "seconds": round(time.time() - t0, 1)}
 
 
 def _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig) -> list[float]:

@@ -71,6 +71,16 @@ def heldout_by_id(scene_id: str) -> bool:
     return h % 100 < HELDOUT_PERCENT
 
 
+def in_fraction(scene_id: str, fraction: float) -> bool:
+    """A nested, deterministic subsample: the scenes in 25 % are also in 50 %.
+
+    >>> in_fraction("Δ41", 1.0)
+    True
+    """
+    h = int.from_bytes(hashlib.sha256(b"fraction:" + scene_id.encode("utf-8")).digest()[:4], "big")
+    return h % 10_000 < fraction * 10_000
+
+
 @dataclass(frozen=True)
 class Scene:
     id: str

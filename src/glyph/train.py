@@ -60,6 +60,7 @@ class TrainConfig:
     eval_examples: int = 32
     save_every: int = 25
     strict: bool = False
+    fraction: float = 1.0       # deterministic share of the selected training scenes
 
     def check(self) -> None:
         if self.steps is not None and self.epochs is not None:
@@ -79,6 +80,8 @@ class TrainConfig:
         bad = [lv for lv in self.levels if lv not in scenes.LEVELS]
         if bad:
             raise ConfigError(f"unknown level(s) {bad}; use {','.join(scenes.LEVELS)}")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"--fraction {self.fraction} must be in (0, 1]")
         if self.init not in mdl.INIT_STRATEGIES:
             raise ConfigError(f"unknown --init {self.init!r}; use {', '.join(mdl.INIT_STRATEGIES)}")
 
@@ -183,6 +186,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     selected = [s for s in corpus.select(split="train", tiers=cfg.tiers,
                                          registers=cfg.registers or None,
                                          levels=cfg.levels or None) if s.glyph in active]
+    if cfg.fraction < 1:
+        selected = [s for s in selected if scenes.in_fraction(s.id, cfg.fraction)]
     untrained = [g for g in reg.active() if not any(s.glyph == g.symbol for s in selected)]
     if untrained:
         names = ", ".join(f"{g.symbol} {g.name}" for g in untrained)
