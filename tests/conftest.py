@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,11 @@ def isolated_state(tmp_path, monkeypatch, glyph_home):
     monkeypatch.setenv("GLYPH_SCENES", str(tmp_path / "glyphs"))
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+    # Library code must never leave autograd switched off behind it (a ``yield`` inside
+    # ``torch.no_grad()`` once did, and training in a later test could not backpropagate).
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        assert torch.is_grad_enabled(), "a test or library call left torch grad mode disabled"
 
 
 @pytest.fixture

@@ -76,13 +76,17 @@ class Scorer:
         for i in range(0, len(order), self.batch_size):
             rows = order[i: i + self.batch_size]
             ids, mask, labels = collate([exs[j] for j in rows])
+            # Score inside the context and yield outside it: a ``yield`` inside
+            # ``no_grad``/``disable_adapter`` would leak both states into the caller
+            # (and, if the generator is abandoned, into everything that runs after).
             with torch.no_grad():
                 if adapter is None:
                     with self.gm.model.disable_adapter():
-                        yield rows, self.lm.scores(ids, mask, labels, None)
+                        scores = self.lm.scores(ids, mask, labels, None)
                 else:
                     self.gm.model.set_adapter(adapter)
-                    yield rows, self.lm.scores(ids, mask, labels, adapter)
+                    scores = self.lm.scores(ids, mask, labels, adapter)
+            yield rows, scores
 
     def _order(self, pairs) -> list[int]:
         lengths = [len(p) + len(t) for p, t in pairs]
