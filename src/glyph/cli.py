@@ -45,10 +45,14 @@ def _glyph_json(g) -> dict:
 def main() -> None:
     """glyph: Unicode symbols as first-class tokens of a Qwen3 model."""
     import os
+    import warnings
 
     # one line per event, not a progress bar per checkpoint load (set before transformers loads)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # peft 0.21 calls an API transformers 5 deprecated: noise for users, nothing to act on
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)
 
 
 # ---------------------------------------------------------------- registry
@@ -517,12 +521,16 @@ def saturate(base, out, fractions, mixes, no_tiers, epochs, max_scenes, seed) ->
 # ---------------------------------------------------------------- main job
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="where to write artifacts (default: $GLYPH_HOME/demo)")
-def demo(out: Path | None) -> None:
-    """Run the whole default pipeline on the embedded default."""
+              help="the run directory (default: $GLYPH_RUN or $GLYPH_HOME/runs/default)")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="training steps (default: 3 epochs)")
+@click.option("--eval-scenes", type=click.IntRange(min=0), default=112, show_default=True,
+              help="held-out scenes for the closing evaluation (0 skips it)")
+def demo(out: Path | None, steps: int | None, eval_scenes: int) -> None:
+    """Run the whole default pipeline: tokenizer → base → train → index → expand → eval."""
     from .demo import run
 
-    run(out, echo=click.echo)
+    run(out, echo=click.echo, steps=steps, eval_scenes=eval_scenes or None)
 
 
 if __name__ == "__main__":  # pragma: no cover

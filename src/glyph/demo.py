@@ -1,10 +1,13 @@
-"""The main job on the embedded default: registry → tokenizer → tiny base → train.
+"""The main job on the embedded default, end to end, on a fresh machine.
 
-``glyph demo`` runs it; the README's first command calls it on a fresh machine.
+registry → tokenizer → tiny Qwen3 base → train glyph rows + LoRA triggers → FAISS index →
+``expand ⟁`` in two registers and one free-text prompt → evaluation report.
+``glyph demo`` runs it; the README's first command calls it. Everything lands in the default
+run (``$GLYPH_RUN`` or ``$GLYPH_HOME/runs/default``), so ``glyph expand ⟁`` works after it.
 
 Example::
 
-    >>> run(Path("/tmp/glyph-demo"))     # doctest: +SKIP
+    >>> run()     # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -14,49 +17,87 @@ from typing import Callable
 
 from . import paths
 
+FREE_TEXT = "🜂 and 🫁 at dawn:"
+
 
 def run(out: Path | None = None, *, echo: Callable[[str], None] = print, steps: int | None = None,
-        train: bool = True) -> Path:
-    """Run the default pipeline into ``out`` (default ``$GLYPH_HOME/demo``); return ``out``."""
-    from . import registry, scenes
+        eval_scenes: int | None = 112, progress: bool = True) -> Path:
+    """Run the default pipeline into the run directory ``out``; return it."""
+    from . import index, registry, scenes
     from . import tokenizer as tk
     from .project import validate_project
 
     t0 = time.time()
-    out = Path(out) if out else paths.home() / "demo"
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out) if out else paths.default_run()
 
-    echo("== 1. registry and scene corpus")
+    def stage(title: str) -> None:
+        echo(f"\n== {title}  [{time.time() - t0:.0f}s]")
+
+    stage("1. registry and scene corpus")
     for line in validate_project():
         echo(f"  {line}")
     reg = registry.load()
+    corpus = scenes.load_corpus(reg)
 
-    echo("== 2. Qwen3 tokenizer (rebuilt offline) + glyph tokens")
-    report = tk.build_glyph_tokenizer(reg.active(), out / "tokenizer")
+    stage("2. Qwen3's tokenizer, rebuilt offline, + one token per glyph")
+    tok_dir = paths.home() / "demo-tokenizer"
+    rows = tk.build_glyph_tokenizer(reg.glyphs, tok_dir).rows
     echo(f"  {'glyph':<6}{'name':<12}{'tokens before':>14}{'id after':>10}  kind")
-    for r in report.rows:
+    for r in rows:
         echo(f"  {r.symbol:<6}{r.name:<12}{r.cost_before:>14}{r.id:>10}  {r.kind}")
-    tok = tk.load(out / "tokenizer")
     sample = "⟁ then 🜂: breathe 🫁 — дыши."
-    pieces = tk.tokenize(sample, tok)
+    pieces = tk.tokenize(sample, tk.load(tok_dir))
     echo(f"  {sample!r} → {len(pieces)} tokens: " + " ".join(f"{p}[{i}]" for i, p in pieces))
-    if not train:
-        return out
 
-    echo("== 3. embedded base: tiny Qwen3ForCausalLM warmed up on the glyph-free corpus")
+    stage("3. embedded base: a tiny Qwen3ForCausalLM warmed up on the glyph-free corpus")
     from . import model
 
-    corpus = scenes.load_corpus(reg)
     base_dir = model.default_base_dir(corpus, log=lambda m: echo(f"  {m}"))
     echo(f"  base: {base_dir}")
 
-    echo("== 4. train glyph rows + one LoRA adapter per trigger")
-    from .train import TrainConfig, train as run_train
+    stage("4. train glyph rows + one LoRA adapter per trigger")
+    from .train import TrainConfig, train
 
-    cfg = TrainConfig(out=str(out / "run"), steps=steps)
-    res = run_train(cfg, overwrite=True, log=lambda m: echo(f"  {m}"))
+    res = train(TrainConfig(out=str(out), steps=steps), overwrite=True,
+                log=lambda m: echo(f"  {m}"), progress=progress)
     m = res.metrics
     echo(f"  {res.steps} steps in {m['seconds']}s; held-out loss {m['heldout_loss']:.3f} on "
          f"{m['heldout_examples']} unseen scenes → {res.out}")
-    echo(f"done in {time.time() - t0:.0f}s")
+
+    stage("5. scene index (FAISS)")
+    from .runtime import GlyphModel
+
+    gm = GlyphModel.load(out, registry=reg, with_index=False)
+    idx = index.build(out, registry=reg, corpus=corpus, gm=gm)
+    echo(f"  {idx.info['scenes']} scenes, {idx.info['kind']} index, glyph vectors "
+         f"{idx.info['glyph_vectors']}")
+
+    stage("6. decompression: glyph expand")
+    for register in ("poetry", "logic"):
+        e = gm.expand("⟁", register=register, k=3, seed=0)
+        echo(f"\n  $ glyph expand ⟁ --register {register}")
+        echo(f"  ── ⟁ → {e.register} · {e.level} · {e.lang}  (adapter {e.adapter}; nearest "
+             f"scenes {', '.join(f'{h.scene_id} ({h.score:.2f})' for h in e.scenes)})")
+        for line in e.text.splitlines():
+            echo(f"  {line}")
+    g = gm.generate([FREE_TEXT], seed=0)[0]
+    echo(f"\n  $ glyph expand {FREE_TEXT!r}")
+    echo(f"  ── adapters {' + '.join(g.triggers)}")
+    for line in (g.prompt + g.text).splitlines():
+        echo(f"  {line}")
+
+    if eval_scenes:
+        stage("7. does it work? glyph eval on held-out scenes")
+        from .evaluate import evaluate, write_metrics
+        from .report import table, write_report
+
+        metrics = evaluate(out, registry=reg, corpus=corpus, gm=gm, max_scenes=eval_scenes)
+        write_metrics(metrics, out / "eval")
+        report = write_report(metrics, out / "eval",
+                              command=f"glyph eval {out} --max-scenes {eval_scenes}")
+        for line in table(metrics).splitlines():
+            echo(f"  {line}")
+        echo(f"  report with plots: {report}")
+    echo(f"\ndone in {time.time() - t0:.0f}s; try `glyph expand 🫁 --register body` or "
+         f"`glyph neighbors ☿`")
     return out

@@ -26,7 +26,7 @@ def _fmt(x, digits: int = 3) -> str:
 def table(metrics: dict) -> str:
     """A fixed-width table of the per-glyph and overall metrics, for the terminal."""
     head = (f"{'glyph':<14}{'scenes':>7}{'spec.acc':>9}{'NLL own':>9}{'none':>8}{'other':>8}"
-            f"{'gain':>7}{'vs oth':>7}{'recov':>7}{'KL m‖g':>8}{'R@1':>6}{'R@5':>6}")
+            f"{'Δnone':>8}{'Δother':>8}{'recov':>7}{'KL m‖g':>8}{'R@1':>6}{'R@5':>6}")
     lines = [head, "-" * len(head)]
     rows = [(f"{g} {m['name']}", m) for g, m in metrics["per_glyph"].items()]
     rows.append(("overall", metrics["overall"]))
@@ -36,12 +36,16 @@ def table(metrics: dict) -> str:
         lines.append(
             f"{label:<14}{m['scenes']:>7}{_fmt(m['specificity']['accuracy'], 2):>9}"
             f"{_fmt(m['nll']['own']):>9}{_fmt(m['nll']['none']):>8}{_fmt(m['nll']['other']):>8}"
-            f"{_fmt(m['gain_vs_none']):>7}{_fmt(m['gain_vs_other']):>7}"
+            f"{_fmt(m['gain_vs_none']):>8}{_fmt(m['gain_vs_other']):>8}"
             f"{_fmt(pe['recovered'], 2):>7}{_fmt(pe['kl_meaning_vs_glyph']):>8}"
             f"{_fmt(r.get('recall@1'), 2):>6}{_fmt(r.get('recall@5'), 2):>6}")
     o = metrics["overall"]
     bp = o["base_preservation"]
     lines += ["",
+              "NLL in nats per scene token with the own glyph / no glyph / another glyph; "
+              "Δ = the own glyph's gain; recov = share of the written meaning's gain the glyph "
+              "recovers (– when the written meaning does not help); KL m‖g = KL(meaning "
+              "prompt ‖ glyph) per token",
               f"specificity chance {_fmt(o['specificity']['chance'], 3)}; retrieval chance "
               f"@1 {_fmt(o['retrieval'].get('chance@1'), 3)}; split {metrics['split']}",
               f"base preservation: KL(routed ‖ base) on {bp['texts']} glyph-free texts = "

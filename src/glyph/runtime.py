@@ -134,7 +134,8 @@ class GlyphModel:
     # ------------------------------------------------------------ generation
     def generate(self, texts: Sequence[str], *, max_new_tokens: int = 120,
                  temperature: float = 0.8, top_p: float = 0.95, top_k: int = 50,
-                 repetition_penalty: float = 1.1, seed: int = 0) -> list[Generation]:
+                 repetition_penalty: float = 1.1, seed: int = 0,
+                 min_new_tokens: int = 0) -> list[Generation]:
         """Continue each text, routing adapters per row by the glyphs it contains."""
         if max_new_tokens < 1:
             raise ConfigError("--max-new-tokens must be >= 1")
@@ -143,7 +144,8 @@ class GlyphModel:
         texts = [self.canonical(t) for t in texts]
         routes = [self.triggers_in(t) for t in texts]
         kw = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                  top_k=top_k, repetition_penalty=repetition_penalty, seed=seed)
+                  top_k=top_k, repetition_penalty=repetition_penalty, seed=seed,
+                  min_new_tokens=min_new_tokens)
         out: list[Generation | None] = [None] * len(texts)
         single = [i for i, r in enumerate(routes) if len(r) <= 1]
         if single:
@@ -185,13 +187,14 @@ class GlyphModel:
         return active()
 
     def _generate(self, texts, adapter_names, *, max_new_tokens, temperature, top_p, top_k,
-                  repetition_penalty, seed) -> list[str]:
+                  repetition_penalty, seed, min_new_tokens) -> list[str]:
         import torch
 
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True,
                              add_special_tokens=False)
         kw = dict(max_new_tokens=max_new_tokens, pad_token_id=STOP_IDS[0],
-                  eos_token_id=list(STOP_IDS), repetition_penalty=repetition_penalty)
+                  eos_token_id=list(STOP_IDS), repetition_penalty=repetition_penalty,
+                  min_new_tokens=min_new_tokens)
         if temperature > 0:
             kw.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k)
         else:
