@@ -98,6 +98,35 @@ def test_auto_index_is_exact_small_and_approximate_large():
     assert index.index_kind(index.make_faiss_index(x, exact_limit=1000)) == "ivf"
 
 
+def test_style_centring_removes_style_and_keeps_topic():
+    """Vectors = a large style offset (language/register/level) + a small topic direction:
+    the nearest neighbour by raw cosine is a scene of the same style, after centring by style
+    it is a scene of the same topic."""
+    import numpy as np
+    from types import SimpleNamespace as NS
+
+    rng = np.random.default_rng(0)
+    topics, styles = rng.normal(size=(2, 16)), 10 * rng.normal(size=(2, 16))
+    scenes = [NS(lang="en", register="poetry" if st == 0 else "logic", level="micro", topic=t)
+              for st in range(2) for t in range(2) for _ in range(5)]
+    raw = np.stack([styles[0 if s.register == "poetry" else 1] + topics[s.topic]
+                    + 0.05 * rng.normal(size=16) for s in scenes])
+    centred, centres = index.centre_by_style(raw, scenes)
+    assert sorted(centres) == ["en/logic/micro", "en/poetry/micro"]
+    for x, same_topic_wins in ((raw, False), (centred, True)):
+        u = x / np.linalg.norm(x, axis=1, keepdims=True)
+        sim = u @ u.T
+        np.fill_diagonal(sim, -np.inf)
+        # compare the best scene of the same topic *in the other style* with the best of the
+        # same style and the other topic
+        q = 0  # poetry, topic 0
+        other_style_same_topic = max(sim[q, j] for j, s in enumerate(scenes)
+                                     if s.register == "logic" and s.topic == 0)
+        same_style_other_topic = max(sim[q, j] for j, s in enumerate(scenes)
+                                     if s.register == "poetry" and s.topic == 1)
+        assert (other_style_same_topic > same_style_other_topic) == same_topic_wins
+
+
 # ---------------------------------------------------------------- routing and generation
 def test_routing_by_glyph(gm):
     assert gm.triggers_in("🫁 then ⟁ and 🜂") == ["body", "initiation"]

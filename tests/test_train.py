@@ -92,6 +92,9 @@ def test_run_directory_is_complete_small_and_standard(trained_run):
     log = [json.loads(line) for line in (trained_run / "loss.jsonl").read_text().splitlines()]
     assert len(log) == 24 and any("heldout_loss" in r for r in log)
     assert not (trained_run / "checkpoints").exists()
+    card = (trained_run / "adapters" / "README.md").read_text(encoding="utf-8")
+    assert "More Information Needed" not in card  # peft's template replaced by ours
+    assert all(f"`{t}`" in card for t in m["triggers"]) and "⟁" in card
     assert m["versions"]["peft"] and m["base"]["tied"] is True
 
 

@@ -334,18 +334,22 @@ def index_group() -> None:
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
 @click.option("--glyph-vectors", type=click.Choice(["centroid", "prompt"]), default=None,
               help="how a glyph becomes a vector (default: the measured best)")
+@click.option("--scene-vectors", type=click.Choice(["style-centred", "mean-centred"]),
+              default=None, help="how scene vectors are centred (default: the measured best)")
 @click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto",
               show_default=True, help="FAISS index type; auto = exact up to 20k scenes")
-def index_build(run, glyph_vectors, kind) -> None:
+def index_build(run, glyph_vectors, scene_vectors, kind) -> None:
     """Embed the scenes and glyphs of RUN and save RUN/index/."""
     from . import index, registry
 
     idx = index.build(_run_dir(run), registry=registry.load(), kind=kind,
                       glyph_method=glyph_vectors or index.DEFAULT_GLYPH_VECTORS,
+                      scene_method=scene_vectors or index.DEFAULT_SCENE_VECTORS,
                       log=lambda m: click.echo(m, err=True))
     i = idx.info
-    click.echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, glyph vectors "
-               f"{i['glyph_vectors']}) in {i['seconds']}s → {index.SceneIndex.directory(_run_dir(run))}")
+    click.echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, scene vectors "
+               f"{i['scene_vectors']}, glyph vectors {i['glyph_vectors']}) in {i['seconds']}s "
+               f"→ {index.SceneIndex.directory(_run_dir(run))}")
 
 
 @main.command()

@@ -4,7 +4,8 @@ Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
 
 - a **scene** is the mean of the base model's last hidden states over the scene's text
   (prompt = its header only: no glyph, no adapter, so a scene is embedded the same way whether
-  or not it was trained on), centred on the corpus mean and L2-normalised;
+  or not it was trained on), centred on the mean of its *style group* (language · register ·
+  level; ``scene_vectors="mean-centred"``: on the corpus mean) and L2-normalised;
 - a **glyph** is, with ``glyph_vectors="centroid"`` (default), the normalised mean of the
   vectors of its *training* scenes; with ``"prompt"``, the last hidden state of
   ``glyph + header`` under the glyph's adapter, averaged over registers, levels and
@@ -14,7 +15,7 @@ Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
 Cosine similarity = inner product of unit vectors. Up to ``EXACT_LIMIT`` scenes the index is
 exact (``IndexFlatIP``); past it, approximate (see :func:`make_faiss_index`). Saved beside the
 run in ``RUN/index/``: ``scenes.faiss``, ``vectors.safetensors`` (glyph vectors, centre) and
-``meta.json`` — no pickle.
+``meta.json`` — no pickle. The style centres are saved too (``__center__/en/poetry/micro``).
 
 Example::
 
@@ -32,12 +33,14 @@ from typing import Callable
 
 from .errors import ConfigError, ModelError, NotFound
 
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2            # 2: style-centred scene vectors
 EXACT_LIMIT = 20_000         # exact search below: ~1 ms per query at this size
 IVF_MIN_PER_LIST = 64        # IVF lists hold ~this many vectors or more
 IVF_NPROBE = 24              # lists visited per query (recall@10 ≥ 0.95 on clustered data)
 HNSW_M, HNSW_EF_SEARCH = 32, 128
 GLYPH_VECTORS = ("centroid", "prompt")
+SCENE_VECTORS = ("style-centred", "mean-centred")
+DEFAULT_SCENE_VECTORS = "style-centred"  # chosen by measurement: benchmarks/expand.md
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
 
 
@@ -219,6 +222,30 @@ def scene_vectors(gm, scene_list) -> "object":
     return means
 
 
+def style_key(scene) -> str:
+    """The style group a scene is centred in: language, register and level."""
+    return f"{scene.lang}/{scene.register}/{scene.level}"
+
+
+def centre_by_style(raw, scene_list):
+    """Subtract from each scene vector the mean of its style group; return ``(x, centres)``.
+
+    A small model's hidden states say first *how* a text is written (language, register,
+    level) and only then *what* it is about. Removing each style's mean leaves the topic:
+    on the default run this triples held-out retrieval (benchmarks/expand.md, "vectors").
+    """
+    import numpy as np
+
+    x = np.array(raw, dtype="float32", copy=True)
+    keys = [style_key(s) for s in scene_list]
+    centres = {}
+    for k in sorted(set(keys)):
+        rows = [i for i, kk in enumerate(keys) if kk == k]
+        centres[k] = x[rows].mean(0)
+        x[rows] -= centres[k]
+    return x, centres
+
+
 def glyph_vectors(gm, scene_list, unit_scene_vecs, method: str, registers, center) -> dict:
     """``{glyph_key: unit vector}`` for every glyph of the run, overall and per register.
 
@@ -251,7 +278,8 @@ def glyph_vectors(gm, scene_list, unit_scene_vecs, method: str, registers, cente
 
 
 def build(run: Path | str, *, registry=None, corpus=None, glyph_method: str =
-          DEFAULT_GLYPH_VECTORS, kind: str = "auto", gm=None,
+          DEFAULT_GLYPH_VECTORS, scene_method: str = DEFAULT_SCENE_VECTORS, kind: str = "auto",
+          gm=None,
           log: Callable[[str], None] | None = None) -> SceneIndex:
     """Embed the scenes of the run's glyphs and its glyphs; save ``RUN/index/``; return it."""
     from . import registry as registry_mod
@@ -272,11 +300,20 @@ def build(run: Path | str, *, registry=None, corpus=None, glyph_method: str =
         log(f"embedding {len(scene_list)} scenes with the base model of {run}")
     raw = scene_vectors(gm, scene_list)
     center = raw.mean(0, keepdims=True)
-    unit = _unit(raw - center).astype("float32")
+    if scene_method == "style-centred":
+        centred, styles = centre_by_style(raw, scene_list)
+    elif scene_method == "mean-centred":
+        centred, styles = raw - center, {}
+    else:
+        raise ConfigError(f"unknown scene vectors {scene_method!r}; use one of "
+                          f"{', '.join(SCENE_VECTORS)}")
+    unit = _unit(centred).astype("float32")
     vectors = glyph_vectors(gm, scene_list, unit, glyph_method, list(reg.registers), center)
     vectors["__center__"] = center[0].astype("float32")
+    for k, v in styles.items():
+        vectors[f"__center__/{k}"] = v.astype("float32")
     index = make_faiss_index(unit, kind=kind)
-    info = {"glyph_vectors": glyph_method, "scene_vectors": "base-mean-centred",
+    info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method,
             "kind": index_kind(index), "dim": int(unit.shape[1]), "scenes": len(scene_list),
             "corpus": corpus.fingerprint(), "run": str(Path(run).resolve()),
             "nprobe": getattr(index, "nprobe", None), "seconds": round(time.time() - t0, 1)}

@@ -153,6 +153,34 @@ def _versions() -> dict:
     return out
 
 
+def adapter_card(reg, triggers, info) -> str:
+    """``adapters/README.md``: which glyphs trigger which adapter, and how to load one."""
+    lines = ["# glyph LoRA triggers", "",
+             f"Base model: `{info.name}` (`{info.path}`, {'tied' if info.tied else 'untied'} "
+             f"embeddings, {info.rows} rows). Each directory is a standard peft adapter: LoRA on "
+             "the linear layers plus the trained embedding rows of its glyphs "
+             "(`trainable_token_indices`). The tokenizer with the glyphs is `../tokenizer`.", "",
+             "| adapter | glyphs (token id) |", "|---|---|"]
+    for t in triggers:
+        gl = ", ".join(f"{g.symbol} {g.name} ({g.id})" for g in reg.active() if g.trigger == t)
+        lines.append(f"| `{t}` | {gl} |")
+    t0 = triggers[0]
+    sym = next(g.symbol for g in reg.active() if g.trigger == t0)
+    lines += ["", "```python", "from peft import PeftModel",
+              "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+              'tok = AutoTokenizer.from_pretrained("../tokenizer")',
+              f'base = AutoModelForCausalLM.from_pretrained("{info.path}")']
+    if info.rows != info.original_rows:
+        lines += ["import torch", "torch.manual_seed(0)  # the glyphs outgrew the spare rows: "
+                  "grow exactly as glyph.model.grow_rows does",
+                  f"base.resize_token_embeddings({info.rows}, mean_resizing=False)"]
+    lines += [f'model = PeftModel.from_pretrained(base, "{t0}")',
+              f'ids = tok("{sym}\\n⟨poetry · micro · en⟩\\n", return_tensors="pt").input_ids',
+              "print(tok.decode(model.generate(ids, max_new_tokens=60, do_sample=True)[0]))",
+              "```", ""]
+    return "\n".join(lines)
+
+
 def write_manifest(out: Path, *, cfg: dict, reg, info, triggers, peft_model, loss_log, metrics,
                    corpus, selected, tok_report) -> Path:
     """Save adapters, loss log and (last, atomically) the manifest; drop checkpoints."""
@@ -162,6 +190,8 @@ def write_manifest(out: Path, *, cfg: dict, reg, info, triggers, peft_model, los
         # peft writes a non-"default" adapter into <dir>/<name>/
         peft_model.save_pretrained(str(tmp / t if t == "default" else tmp), selected_adapters=[t],
                                    save_embedding_layers=False)
+    # peft writes a model-card template full of "[More Information Needed]": say what is here
+    (tmp / "README.md").write_text(adapter_card(reg, triggers, info), encoding="utf-8")
     shutil.rmtree(out / "adapters", ignore_errors=True)
     os.replace(tmp, out / "adapters")
     (out / "loss.jsonl").write_text("".join(json.dumps(r) + "\n" for r in loss_log))
