@@ -160,6 +160,29 @@ def test_mixed_batch_equals_one_by_one(gm):
     assert [b.text for b in batch] == [a.text for a in alone]
 
 
+def test_inference_token_rows_match_peft_own_path(gm):
+    """The copy-free glyph rows GlyphModel serves (autograd off) equal peft's index_copy path
+    (taken with autograd on): one adapter, a mixed batch, several adapters together."""
+    texts = ["⟁ stairs heat", "plain words", "🫁 breath in", "🜂 and ⟁ ember"]
+    enc = gm.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    names = ["initiation", "__base__", "body", "initiation"]
+
+    def both(**kw):
+        with torch.no_grad():
+            fast = gm.model(**enc, **kw).logits
+        with torch.enable_grad():
+            slow = gm.model(**enc, **kw).logits.detach()
+        return fast, slow
+
+    gm.model.set_adapter("initiation")
+    for fast, slow in (both(), both(adapter_names=names)):
+        assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
+        assert not torch.allclose(fast[0], fast[1, : fast.shape[1]])  # rows really differ
+    with gm.adapters(["initiation", "body"]):
+        fast, slow = both()
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
 def test_several_triggers_combine_their_rows_and_loras(gm):
     assert gm.triggers_in("⟁ and 🫁") == ["initiation", "body"]
     ids = torch.tensor([[151669, 151671]])

@@ -51,6 +51,88 @@ def _clean(text: str) -> str:
     return (text[:cut] if cut >= 0 else text).rstrip()
 
 
+def _fast_token_rows(peft_model) -> int:
+    """Serve trainable-token rows without copying the embedding matrix; return layers patched.
+
+    peft's ``TrainableTokensLayer`` builds ``index_copy(base weight, glyph rows)`` — a full
+    copy of the 151,936-row matrix — on *every* forward, and a mixed batch runs the layer once
+    per adapter group (each pass streams the whole matrix again, for the embedding and for a
+    tied ``lm_head``). At inference that, not the model, dominated each generated token.
+    Here the base layer runs once over the whole batch and only the glyph positions are
+    replaced: embedding rows where a glyph id occurs, logit columns of the glyph ids, per row
+    group. Same values (up to float summation order in the head). Training keeps peft's path
+    (this one is only taken with autograd off).
+    """
+    import types
+
+    import torch
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+    from peft.utils.other import TrainableTokensWrapper
+
+    def overwrite(layer, x, out, names) -> None:
+        """Put the glyph rows of adapters ``names`` into ``out = base_layer(x)`` in place."""
+        base = layer.base_layer
+        for name in names:
+            if name not in layer.token_indices:
+                continue
+            delta = layer.trainable_tokens_delta[name]
+            if isinstance(base, torch.nn.Embedding):
+                lut = layer._glyph_luts.get(name)
+                if lut is None:
+                    lut = torch.full((base.num_embeddings,), -1, dtype=torch.long)
+                    lut[torch.tensor(layer.token_indices[name])] = torch.arange(len(delta))
+                    layer._glyph_luts[name] = lut
+                rows = lut[x]
+                hit = rows >= 0
+                if hit.any():
+                    new = delta[rows[hit]].to(out.dtype)
+                    scale = layer._get_embed_scale()
+                    out[hit] = new * scale.to(out.dtype) if scale is not None else new
+            else:  # a tied lm_head: glyph rows are logit columns
+                idx = torch.tensor(layer.token_indices[name], device=out.device)
+                cols = torch.nn.functional.linear(x, delta.to(x.dtype))
+                if base.bias is not None:
+                    cols = cols + base.bias[idx]
+                out[..., idx] = cols.to(out.dtype)
+
+    def fast(layer) -> bool:
+        return (not torch.is_grad_enabled() and not layer.merged
+                and isinstance(layer.base_layer, (torch.nn.Embedding, torch.nn.Linear)))
+
+    def forward_adapters(self, x, active_adapters, *args, **kwargs):
+        if self.disable_adapters or not active_adapters or not fast(self):
+            return TrainableTokensLayer.forward_adapters(self, x, active_adapters, *args, **kwargs)
+        self._check_overlapping_tokens(active_adapters)
+        out = self.base_layer(x)
+        overwrite(self, x, out, active_adapters)
+        return out
+
+    def mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
+        layer = self.token_adapter
+        if not fast(layer):
+            return TrainableTokensWrapper._mixed_batch_forward(
+                self, x, *args, adapter_names=adapter_names, **kwargs)
+        out = layer.base_layer(x)  # once for the whole batch
+        for name in dict.fromkeys(adapter_names):
+            if name == BASE_ADAPTER:
+                continue
+            rows = torch.tensor([i for i, a in enumerate(adapter_names) if a == name])
+            part = out[rows]
+            overwrite(layer, x[rows], part, [name])
+            out[rows] = part
+        return out
+
+    n = 0
+    for m in peft_model.modules():
+        if isinstance(m, TrainableTokensLayer):
+            m._glyph_luts = {}
+            m.forward_adapters = types.MethodType(forward_adapters, m)
+            n += 1
+        elif isinstance(m, TrainableTokensWrapper):
+            m._mixed_batch_forward = types.MethodType(mixed_batch_forward, m)
+    return n
+
+
 class GlyphModel:
     """A trained run, ready to route, retrieve and generate. Build it with :meth:`load`."""
 
@@ -93,6 +175,7 @@ class GlyphModel:
                 else:
                     pm.load_adapter(run / rel, adapter_name=t)
         pm.eval()
+        _fast_token_rows(pm)
         index = None
         if with_index:
             from .index import SceneIndex
