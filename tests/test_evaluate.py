@@ -156,6 +156,9 @@ def test_cli_eval_writes_report_and_is_reproducible(project, tmp_path):
     assert r.exit_code == 0, r.output
     assert "specificity chance" in r.stdout and "overall" in r.stdout
     m1 = json.loads((out / "metrics.json").read_text())
+    for g, pg in m1["per_glyph"].items():  # the compression ratio is shown per glyph
+        line = next(x for x in r.stdout.splitlines() if x.startswith(f"{g} "))
+        assert f"{pg['meaning_tokens']}:1" in line
     for png in ("loss.png", "per_glyph.png", "conditions.png", "map.png"):
         assert (out / png).stat().st_size > 5000
         assert f"]({png})" in (out / "report.md").read_text()

@@ -30,8 +30,12 @@ def trained_run(mini_project, tiny_base) -> Path:
 # ---------------------------------------------------------------- the fast forward pass
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize("zero_rows", [False, True])
-def test_fast_loss_equals_peft_forward(tied, zero_rows):
-    """Our forward (label-only logits, compact softmax over zero rows) == peft's own loss."""
+def test_fast_loss_equals_peft_forward(tied, zero_rows, monkeypatch):
+    """Our forward (label-only logits, compact softmax over zero rows, fused chunked head)
+    == peft's own loss and gradients."""
+    from glyph import forward
+
+    monkeypatch.setattr(forward, "HEAD_CHUNK_ELEMENTS", 3 * 151936)  # 3 positions per chunk
     from peft import LoraConfig, get_peft_model
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -60,13 +64,18 @@ def test_fast_loss_equals_peft_forward(tied, zero_rows):
     labels[:, :2] = IGNORE
     lm = GlyphLM(pm, tied)
     assert lm.compact is zero_rows
-    ours, n = lm(x, torch.ones_like(x), labels, "g1")
+    params = [p for p in pm.parameters() if p.requires_grad]
     theirs = pm(input_ids=x, attention_mask=torch.ones_like(x), labels=labels).loss
+    want = torch.autograd.grad(theirs, params)
+    ours, n = lm(x, torch.ones_like(x), labels, "g1")  # dense: the fused chunked head
+    got = torch.autograd.grad(ours, params)
     assert n == 10
     assert abs(ours.item() - theirs.item()) < 1e-4
-    ours.backward()  # gradients flow to the glyph rows and LoRA in both paths
     emb = next(m for m in pm.modules() if isinstance(m, TrainableTokensLayer) and not m.tied_adapter)
-    assert emb.trainable_tokens_delta["g1"].grad.abs().sum() > 0
+    rows = params.index(emb.trainable_tokens_delta["g1"])
+    assert got[rows].abs().sum() > 0  # gradients reach the glyph rows …
+    for g, w in zip(got, want):       # … and every gradient equals peft's own
+        assert torch.allclose(g, w, atol=1e-5, rtol=1e-4), (g - w).abs().max()
 
 
 # ---------------------------------------------------------------- the run directory

@@ -91,11 +91,22 @@ class GlyphLM(torch.nn.Module):
         ``adapter=None`` scores the untouched base: base rows, no LoRA (the caller disables the
         adapters with ``peft_model.disable_adapter()``).
         """
-        sc = self.scores(input_ids, attention_mask, labels, adapter)
+        hs, y, sel, delta = self._hidden(input_ids, attention_mask, labels, adapter)
+        if not self.compact and torch.is_grad_enabled():
+            # training on a dense head: never materialise the [tokens, vocabulary] logits
+            idx = self.luts[adapter][1] if self.tied and delta is not None else None
+            return _head_nll(hs, self._head_weight(), y, idx, delta if idx is not None
+                             else None), sel
+        sc = self._scores(hs, y, sel, delta, adapter)
         return sc.lse - sc.target_logit, sc.sel
 
     def scores(self, input_ids, attention_mask, labels, adapter: str | None) -> "Scores":
         """Next-token scores at every labelled position (see :class:`Scores`)."""
+        hs, y, sel, delta = self._hidden(input_ids, attention_mask, labels, adapter)
+        return self._scores(hs, y, sel, delta, adapter)
+
+    def _hidden(self, input_ids, attention_mask, labels, adapter: str | None):
+        """Final hidden states at the labelled positions, their targets, mask and glyph rows."""
         lm = self.peft_model.base_model.model           # the *ForCausalLM with LoRA layers
         W = self.emb.base_layer.weight                  # frozen base rows
         x = F.embedding(input_ids, W)
@@ -108,8 +119,9 @@ class GlyphLM(torch.nn.Module):
         h = lm.model(inputs_embeds=x, attention_mask=attention_mask).last_hidden_state
         target = labels[:, 1:]
         sel = target != IGNORE
-        hs = h[:, :-1][sel]
-        y = target[sel]
+        return h[:, :-1][sel], target[sel], sel, delta
+
+    def _scores(self, hs, y, sel, delta, adapter) -> "Scores":
         head_w = self._head_weight()
         tied_glyphs = self.tied and delta is not None  # the tied head reads the trained rows
         if not self.compact:
@@ -128,6 +140,65 @@ class GlyphLM(torch.nn.Module):
         picked = logits.gather(1, col.clamp(min=0).unsqueeze(1)).squeeze(1)
         target_logit = torch.where(col >= 0, picked, torch.zeros_like(picked))  # zero row: 0
         return Scores(logits, lse, target_logit, sel, self.n_zero)
+
+
+HEAD_CHUNK_ELEMENTS = 1 << 26  # logits held at once by the fused head: 64M floats = 256 MB
+
+
+class _HeadNLL(torch.autograd.Function):
+    """Per-token NLL through a frozen output layer, gradients computed chunk by chunk.
+
+    The head weight ``W`` is frozen (only glyph rows train), so the backward pass needs
+    ``dL/dh = (softmax - onehot) @ W`` and, for a tied head, ``dL/d delta`` for the glyph
+    columns. Both are computed in the forward pass, one chunk of positions at a time, and the
+    ``[tokens, vocabulary]`` logits never exist in full: on a dense 151,936-row head this
+    halves the step and its peak memory (benchmarks/train.md). Exact same maths as the dense
+    path (a test compares loss and gradients).
+    """
+
+    @staticmethod
+    def forward(ctx, hs, W, y, idx, delta):
+        n, v = hs.shape[0], W.shape[0]
+        chunk = max(1, HEAD_CHUNK_ELEMENTS // v)
+        nll = hs.new_empty(n, dtype=torch.float32)
+        grad_h = torch.empty_like(hs)
+        p_glyph = hs.new_zeros(n, 0 if idx is None else len(idx), dtype=torch.float32)
+        rows = torch.arange(min(chunk, n), device=hs.device)
+        for i in range(0, n, chunk):
+            h, yc = hs[i: i + chunk], y[i: i + chunk]
+            r = rows[: len(h)]
+            logits = F.linear(h, W).float()
+            if idx is not None:
+                logits[:, idx] = F.linear(h, delta.to(h.dtype)).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            nll[i: i + len(h)] = lse - logits[r, yc]
+            p = logits.sub_(lse.unsqueeze(1)).exp_()   # softmax, in place
+            p[r, yc] -= 1                              # d nll / d logits
+            g = None
+            if idx is not None:
+                p_glyph[i: i + len(h)] = p[:, idx]
+                g = p[:, idx].to(h.dtype) @ delta.to(h.dtype)
+                p[:, idx] = 0                          # those columns came from delta, not W
+            gh = p.to(W.dtype) @ W
+            grad_h[i: i + len(h)] = (gh if g is None else gh + g).to(hs.dtype)
+        ctx.save_for_backward(hs, grad_h, p_glyph)
+        ctx.has_delta = idx is not None
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad_nll):
+        hs, grad_h, p_glyph = ctx.saved_tensors
+        g = grad_nll.unsqueeze(1)
+        d_hs = grad_h * g.to(grad_h.dtype)
+        d_delta = (p_glyph * g).T.to(hs.dtype) @ hs if ctx.has_delta else None
+        return d_hs, None, None, None, d_delta
+
+
+def _head_nll(hs, W, y, idx, delta):
+    """Per-token NLL of targets ``y`` (see :class:`_HeadNLL`); ``idx``/``delta``: glyph columns."""
+    if idx is not None:
+        idx = idx.to(hs.device)
+    return _HeadNLL.apply(hs, W, y, idx, delta)
 
 
 @dataclass

@@ -26,11 +26,13 @@ def _fmt(x, digits: int = 3) -> str:
 def table(metrics: dict) -> str:
     """A fixed-width table of the per-glyph and overall metrics, for the terminal."""
     head = (f"{'glyph':<14}{'scenes':>7}{'spec.acc':>9}{'NLL own':>9}{'none':>8}{'other':>8}"
-            f"{'Δnone':>8}{'Δother':>8}{'recov':>7}{'KL m‖g':>8}{'R@1':>6}{'R@5':>6}")
+            f"{'Δnone':>8}{'Δother':>8}{'recov':>7}{'KL m‖g':>8}{'N:1':>6}{'R@1':>6}{'R@5':>6}")
     lines = [head, "-" * len(head)]
     rows = [(f"{g} {m['name']}", m) for g, m in metrics["per_glyph"].items()]
     rows.append(("overall", metrics["overall"]))
+    ns = [m["meaning_tokens"] for m in metrics["per_glyph"].values() if "meaning_tokens" in m]
     for label, m in rows:
+        n = m.get("meaning_tokens", sum(ns) / len(ns) if ns and label == "overall" else None)
         pe = m["prompt_equivalence"]
         r = m.get("retrieval", {})
         lines.append(
@@ -38,14 +40,16 @@ def table(metrics: dict) -> str:
             f"{_fmt(m['nll']['own']):>9}{_fmt(m['nll']['none']):>8}{_fmt(m['nll']['other']):>8}"
             f"{_fmt(m['gain_vs_none']):>8}{_fmt(m['gain_vs_other']):>8}"
             f"{_fmt(pe['recovered'], 2):>7}{_fmt(pe['kl_meaning_vs_glyph']):>8}"
+            f"{_fmt(n, 0) + ':1' if n is not None else '–':>6}"
             f"{_fmt(r.get('recall@1'), 2):>6}{_fmt(r.get('recall@5'), 2):>6}")
     o = metrics["overall"]
     bp = o["base_preservation"]
     lines += ["",
-              "NLL in nats per scene token with the own glyph / no glyph / another glyph; "
-              "Δ = the own glyph's gain; recov = share of the written meaning's gain the glyph "
-              "recovers (– when the written meaning does not help); KL m‖g = KL(meaning "
-              "prompt ‖ glyph) per token",
+              "NLL: nats per scene token with the own glyph / no glyph / another glyph; "
+              "Δ: the own glyph's gain over them",
+              "recov: share of the written meaning's gain the glyph recovers (– when the "
+              "meaning does not help); KL m‖g: KL(meaning prompt ‖ glyph) per token; "
+              "N:1: meaning tokens per glyph token",
               f"specificity chance {_fmt(o['specificity']['chance'], 3)}; retrieval chance "
               f"@1 {_fmt(o['retrieval'].get('chance@1'), 3)}; split {metrics['split']}",
               f"base preservation: KL(routed ‖ base) on {bp['texts']} glyph-free texts = "
@@ -212,7 +216,8 @@ def write_report(metrics: dict, out: Path, *, command: str) -> Path:
         "Columns: specificity accuracy (own glyph gives the lowest NLL), NLL per token with the "
         "own glyph / no glyph / the other glyphs, gain = none − own and other − own, the share "
         "of the written meaning's gain the single glyph recovers, KL(meaning ‖ glyph) between "
-        "next-token distributions, recall@1/@5 of own scenes from the index.",
+        "next-token distributions, the compression ratio N:1 (tokens of the written meaning "
+        "per glyph token), recall@1/@5 of own scenes from the index.",
         "",
     ]
     for name, caption in figs:
