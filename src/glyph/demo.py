@@ -47,7 +47,8 @@ def run(out: Path | None = None, *, echo: Callable[[str], None] = print, steps: 
         echo(f"  {r.symbol:<6}{r.name:<12}{r.cost_before:>14}{r.id:>10}  {r.kind}")
     sample = "⟁ then 🜂: breathe 🫁 — дыши."
     pieces = tk.tokenize(sample, tk.load(tok_dir))
-    echo(f"  {sample!r} → {len(pieces)} tokens: " + " ".join(f"{p}[{i}]" for i, p in pieces))
+    echo(f"  {sample!r} → {len(pieces)} tokens (␣ = space):")
+    echo("    " + " ".join(f"{p.replace(' ', '␣')}[{i}]" for i, p in pieces))
 
     stage("3. embedded base: a tiny Qwen3ForCausalLM warmed up on the glyph-free corpus")
     from . import model
