@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from glyph import samples
 from glyph import tokenizer as tk
 from glyph.errors import TokenizerError
 
@@ -114,7 +115,7 @@ def test_pattern_is_qwens():
 
 
 def test_parity_with_tiktoken_fast(base_tok, reference):
-    texts = EDGE_CASES + tk.sample_corpus(3000, seed=20261124)
+    texts = EDGE_CASES + samples.sample_corpus(3000, seed=20261124)
     n_tokens = _assert_parity(base_tok, reference, texts)
     assert n_tokens > 100_000  # the corpus really is a corpus
 
@@ -123,14 +124,14 @@ def test_parity_with_tiktoken_fast(base_tok, reference):
 def test_parity_with_tiktoken_large(base_tok, reference):
     total = 0
     for seed in range(10):
-        total += _assert_parity(base_tok, reference, tk.sample_corpus(50_000, seed=seed))
+        total += _assert_parity(base_tok, reference, samples.sample_corpus(50_000, seed=seed))
     assert total > 30_000_000
 
 
 def test_our_reference_helper_agrees(base_tok):
-    ref = tk.tiktoken_reference()
+    ref = samples.tiktoken_reference()
     assert ref.encode("Hello world") == [9707, 1879]
-    _assert_parity(base_tok, ref, EDGE_CASES + tk.sample_corpus(300, seed=7))
+    _assert_parity(base_tok, ref, EDGE_CASES + samples.sample_corpus(300, seed=7))
 
 
 def test_nfc_is_part_of_the_tokenizer(base_tok):
@@ -354,7 +355,7 @@ def test_report_rows(glyph_home, tmp_path):
 def test_glyph_free_text_encodes_as_the_base(base_tok, glyph_tok):
     avoid = list(ACTIVE)
     edge = ["".join(c for c in t if c not in avoid) for t in EDGE_CASES]
-    texts = edge + tk.sample_corpus(2000, seed=99, avoid=avoid)
+    texts = edge + samples.sample_corpus(2000, seed=99, avoid=avoid)
     assert not any(s in t for t in texts for s in avoid)
     ours = [e.ids for e in glyph_tok.encode_batch(texts, add_special_tokens=False)]
     base = [e.ids for e in base_tok.encode_batch(texts, add_special_tokens=False)]
@@ -383,15 +384,15 @@ def test_claimed_glyph_after_a_space_is_not_its_id(glyph_tok):
 
 
 def test_sample_corpus_is_deterministic_and_varied():
-    a, b = tk.sample_corpus(400, seed=3), tk.sample_corpus(400, seed=3)
-    assert a == b and a != tk.sample_corpus(400, seed=4)
+    a, b = samples.sample_corpus(400, seed=3), samples.sample_corpus(400, seed=3)
+    assert a == b and a != samples.sample_corpus(400, seed=4)
     text = "".join(a)
     for probe in ("\r\n", "\t", "the", "и", "的", "def ", "😀", "∀", "🜂", "  "):
         assert probe in text, probe
     assert any(ord(c) > 0xFFFF for c in text) and any(0x3000 <= ord(c) < 0xD800 for c in text)
-    dense = tk.sample_corpus(200, seed=3, glyphs=["⟁"], glyph_rate=0.3)
+    dense = samples.sample_corpus(200, seed=3, glyphs=["⟁"], glyph_rate=0.3)
     assert sum(t.count("⟁") for t in dense) > 200
-    assert not any("⟁" in t for t in tk.sample_corpus(500, seed=3, avoid=["⟁"]))
+    assert not any("⟁" in t for t in samples.sample_corpus(500, seed=3, avoid=["⟁"]))
 
 
 def test_glyphs_glued_to_words_stay_single(glyph_tok):
@@ -439,7 +440,7 @@ def test_auto_tokenizer_matches_tokenizers(glyph_tok, hf_glyph_tok):
     assert type(hf_glyph_tok).__name__ == "Qwen2Tokenizer"
     assert len(hf_glyph_tok) == 151673 and hf_glyph_tok.eos_token_id == 151645
     assert hf_glyph_tok.convert_tokens_to_ids("🜂") == 151670
-    texts = EDGE_CASES + tk.sample_corpus(300, seed=5, glyphs=list(ACTIVE), glyph_rate=0.2)
+    texts = EDGE_CASES + samples.sample_corpus(300, seed=5, glyphs=list(ACTIVE), glyph_rate=0.2)
     for text in texts:
         ids = glyph_tok.encode(text, add_special_tokens=False).ids
         assert hf_glyph_tok.encode(text, add_special_tokens=False) == ids, text

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml  # noqa: E402
 
+from glyph import samples  # noqa: E402
 from glyph import tokenizer as tk  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def machine_line() -> str:
 
 def tiktoken_with_glyphs(glyphs) -> object:
     """tiktoken over the same ranks, with Qwen3's added tokens and the glyphs as specials."""
-    return tk.tiktoken_reference({g.symbol: g.id for g in glyphs
+    return samples.tiktoken_reference({g.symbol: g.id for g in glyphs
                                   if g.active and g.id >= tk.FIRST_GLYPH_ID})
 
 
@@ -92,12 +93,12 @@ def throughput(args, glyphs, base_tok, glyph_tok) -> tuple[list[str], dict]:
     active = [g for g in glyphs if g.active]
     symbols = [g.symbol for g in active]
     corpora = {
-        "glyph-free": tk.sample_corpus(args.texts, seed=args.seed,
+        "glyph-free": samples.sample_corpus(args.texts, seed=args.seed,
                                        avoid=[g.symbol for g in glyphs]),
-        "glyph-dense": tk.sample_corpus(args.texts, seed=args.seed + 1, glyphs=symbols,
+        "glyph-dense": samples.sample_corpus(args.texts, seed=args.seed + 1, glyphs=symbols,
                                         glyph_rate=args.glyph_rate),
     }
-    tt_plain = tk.tiktoken_reference()
+    tt_plain = samples.tiktoken_reference()
     tt_glyph = tiktoken_with_glyphs(glyphs)
     encoders = {
         "glyph tokenizer": lambda texts: [e.ids for e in glyph_tok.encode_batch(
@@ -252,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Single thread: RAYON_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false, tiktoken "
         f"`encode_batch(num_threads=1)`; best of {args.runs} rounds (each round runs every "
         f"encoder once, interleaved). Corpus: "
-        f"`glyph.tokenizer.sample_corpus` (English, Russian, Chinese, code, emoji, "
+        f"`glyph.samples.sample_corpus` (English, Russian, Chinese, code, emoji, "
         f"math/alchemical symbols, whitespace runs, random code points; seed {args.seed}). "
         f"Glyphs: {len(active)} active in `{args.registry.name}` "
         f"({' '.join(g.symbol for g in active)}).",
