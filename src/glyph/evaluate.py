@@ -271,11 +271,13 @@ def base_preservation(gm, scorer, scene_list, symbols, n: int = 24) -> dict:
     for t in texts:
         ids = scorer.tok.encode(t, add_special_tokens=False).ids[: 256]
         x = torch.tensor([ids])
+        # float64: a KL summed over 151,936 entries in float32 has ~1e-7 of rounding noise,
+        # as large as a real but small difference on a near-uniform base
         with torch.no_grad():
-            want = torch.log_softmax(base(input_ids=x).logits.float(), -1)
-            got = torch.log_softmax(gm.route_logits(t, ids=x).float(), -1)
+            want = torch.log_softmax(base(input_ids=x).logits.double(), -1)
+            got = torch.log_softmax(gm.route_logits(t, ids=x).double(), -1)
             gm.model.set_adapter(gm.glyphs[symbols[0]]["trigger"])
-            forced = torch.log_softmax(gm.model(input_ids=x).logits.float(), -1)
+            forced = torch.log_softmax(gm.model(input_ids=x).logits.double(), -1)
         routed_kl.append((want.exp() * (want - got)).sum(-1).mean().item())
         forced_kl.append((want.exp() * (want - forced)).sum(-1).mean().item())
         max_abs = max(max_abs, (want - got).abs().max().item())
