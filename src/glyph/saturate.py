@@ -136,9 +136,11 @@ def plot(result: dict, path: Path) -> Path:
                label=f"other glyph ({fam})")
         b.plot(x, [p["metrics"]["specificity"]["accuracy"] for p in pts], marker=mk, ls=ls,
                label=fam)
+        dy = {"tiers": 4, "fractions": -10, "mix": 12}[fam]  # shared points: labels apart
         for p in pts:
             b.annotate(p["label"], (p["train_scenes"], p["metrics"]["specificity"]["accuracy"]),
-                       fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+                       fontsize=6.5, xytext=(3, dy), textcoords="offset points", ha="right"
+                       if p["train_scenes"] == max(x) else "left")
     none = [p["metrics"]["nll"]["none"] for p in result["points"]]
     if none:
         a.axhline(none[0], color="k", lw=0.8, ls="-.", label="no glyph (base)")
