@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
 
     script = Path(__file__).resolve()
     rel = script.relative_to(REPO) if script.is_relative_to(REPO) else script
-    command = shlex.join([sys.executable, str(rel), *(argv if argv is not None else sys.argv[1:])])
+    exe = Path(sys.executable)
+    exe = exe.relative_to(REPO) if exe.is_relative_to(REPO) else exe  # e.g. .venv/bin/python
+    command = shlex.join([str(exe), str(rel), *(argv if argv is not None else sys.argv[1:])])
     free = facts["glyph-free"]
     verdict = "meets" if free["ratio"] >= 0.95 else "MISSES"
     active = [g for g in glyphs if g.active]
