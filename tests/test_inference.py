@@ -92,6 +92,26 @@ def test_approximate_indexes_agree_with_exact_search(kind):
     assert recall >= 0.9
 
 
+def test_ivf_raises_nprobe_until_overlapping_data_reaches_the_target_recall():
+    """Unclustered data needs many lists per query: the build measures how many."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8000, 32)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:100] + 0.05 * rng.normal(size=(100, 32)).astype("float32")
+    ivf = index.make_faiss_index(x, kind="ivf")
+    assert ivf.nprobe > index.IVF_NPROBE  # the fixed default would not have been enough
+    exact = index.make_faiss_index(x, kind="flat")
+    _, want = exact.search(q, 10)
+    _, got = ivf.search(q, 10)
+    recall = sum(len(set(a) & set(b)) for a, b in zip(want, got)) / want.size
+    assert recall >= 0.9
+    ivf.nprobe = index.IVF_NPROBE
+    _, fixed = ivf.search(q, 10)
+    assert sum(len(set(a) & set(b)) for a, b in zip(want, fixed)) / want.size < recall
+
+
 def test_auto_index_is_exact_small_and_approximate_large():
     x = _clustered(3000)
     assert index.index_kind(index.make_faiss_index(x)) == "flat"

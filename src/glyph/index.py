@@ -36,7 +36,9 @@ from .errors import ConfigError, ModelError, NotFound
 INDEX_FORMAT = 2            # 2: style-centred scene vectors
 EXACT_LIMIT = 20_000         # exact search below: ~1 ms per query at this size
 IVF_MIN_PER_LIST = 64        # IVF lists hold ~this many vectors or more
-IVF_NPROBE = 24              # lists visited per query (recall@10 ≥ 0.95 on clustered data)
+IVF_NPROBE = 24              # lists visited per query at least; raised at build time until
+IVF_TARGET_RECALL = 0.95     # … recall@10 against exact search reaches this on a sample,
+IVF_MAX_NPROBE = 1024        # … never past this (latency: benchmarks/expand.md)
 HNSW_M, HNSW_EF_SEARCH = 32, 128
 GLYPH_VECTORS = ("centroid", "prompt")
 SCENE_VECTORS = ("style-centred", "mean-centred")
@@ -48,8 +50,9 @@ def make_faiss_index(vectors, *, kind: str = "auto", exact_limit: int = EXACT_LI
                      nprobe: int = IVF_NPROBE, seed: int = 0):
     """An inner-product FAISS index over unit ``vectors`` (float32 ``[n, d]``).
 
-    ``kind``: ``flat`` (exact), ``ivf`` (inverted lists, ``nlist ≈ 4·√n``, trained on a sample,
-    ``nprobe`` lists per query), ``hnsw`` (graph, M=32), or ``auto``: flat up to
+    ``kind``: ``flat`` (exact), ``ivf`` (inverted lists, ``nlist ≈ 4·√n``, trained on a sample;
+    ``nprobe`` starts at ``nprobe`` and is raised by :func:`calibrate_nprobe` until recall@10
+    reaches 0.95 on a sample), ``hnsw`` (graph, M=32), or ``auto``: flat up to
     ``exact_limit`` vectors, IVF past it (the measured trade-off: benchmarks/expand.md).
     """
     import faiss
@@ -76,7 +79,43 @@ def make_faiss_index(vectors, *, kind: str = "auto", exact_limit: int = EXACT_LI
     else:
         raise ConfigError(f"unknown index kind {kind!r}; use auto, flat, ivf or hnsw")
     index.add(x)
+    if kind == "ivf":
+        index.nprobe = calibrate_nprobe(index, x, start=min(nprobe, index.nlist), seed=seed)
     return index
+
+
+def calibrate_nprobe(index, x, *, start: int = IVF_NPROBE, target: float = IVF_TARGET_RECALL,
+                     k: int = 10, queries: int = 200, seed: int = 0) -> int:
+    """The smallest ``nprobe`` (doubling from ``start``) whose recall@k reaches ``target``.
+
+    Queries are a sample of the indexed vectors, scored against exact search (each query's
+    own vector is set aside). How many lists a query must visit depends on how clustered
+    the data is: well-separated clusters need few, overlapping ones many
+    (benchmarks/expand.md measures both), so the index measures it once at build time.
+    """
+    import faiss
+    import numpy as np
+
+    n = x.shape[0]
+    rng = np.random.default_rng(seed)
+    qi = np.sort(rng.choice(n, size=min(queries, n), replace=False))
+    q = np.ascontiguousarray(x[qi])
+    _, truth = faiss.knn(q, x, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+
+    def recall(found) -> float:
+        hits = 0
+        for own, t, f in zip(qi, truth, found):
+            want = [i for i in t if i != own][:k]
+            hits += len(set(want) & set(int(i) for i in f if i != own))
+        return hits / (k * len(qi))
+
+    nprobe = max(1, start)
+    while True:
+        index.nprobe = nprobe
+        _, found = index.search(q, k + 1)
+        if recall(found) >= target or nprobe >= min(index.nlist, IVF_MAX_NPROBE):
+            return nprobe
+        nprobe = min(nprobe * 2, index.nlist, IVF_MAX_NPROBE)
 
 
 def index_kind(index) -> str:
