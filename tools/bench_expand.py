@@ -80,50 +80,40 @@ def bench_faiss(sizes, n_queries: int, noise: float = NOISE) -> list[dict]:
     for n in sizes:
         x, centres = clustered(n, noise=noise)
         q = queries(centres, n_queries, noise=noise)
+
+        def measure(label: str, index, build_s: float) -> None:
+            p50, p99, got = latency(index, q)
+            rows.append(dict(n=n, index=label, build_s=build_s, p50=p50, p99=p99,
+                             recall=recall(got, truth)))
+            print(rows[-1], file=sys.stderr, flush=True)
+
+        def build(kind: str):
+            faiss.omp_set_num_threads(os.cpu_count() or 1)  # build with all cores …
+            t = time.perf_counter()
+            index = make_faiss_index(x, kind=kind)
+            faiss.omp_set_num_threads(1)                   # … query with one
+            return index, time.perf_counter() - t
+
+        exact, _ = build("flat")
         faiss.omp_set_num_threads(os.cpu_count() or 1)
-        exact = faiss.IndexFlatIP(DIM)
-        exact.add(x)
-        _, truth = exact.search(q, 10)  # ground truth, batched
+        _, truth = exact.search(q, 10)  # ground truth, batched, all cores
         faiss.omp_set_num_threads(1)
-        p50, p99, _ = latency(exact, q)
-        rows.append(dict(n=n, index="flat (exact)", build_s=0.0, p50=p50, p99=p99, recall=1.0))
-        print(rows[-1], file=sys.stderr, flush=True)
+        measure("flat (exact)", exact, 0.0)
         del exact
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        t = time.perf_counter()
-        ivf = make_faiss_index(x, kind="ivf")
-        build = time.perf_counter() - t
-        faiss.omp_set_num_threads(1)
+        ivf, t_ivf = build("ivf")
         for nprobe in (8, 24, 96, 384):
             ivf.nprobe = nprobe
-            p50, p99, got = latency(ivf, q)
-            rows.append(dict(n=n, index=f"IVF{ivf.nlist} nprobe={nprobe}", build_s=build,
-                             p50=p50, p99=p99, recall=recall(got, truth)))
-            print(rows[-1], file=sys.stderr, flush=True)
+            measure(f"IVF{ivf.nlist} nprobe={nprobe}", ivf, t_ivf)
         del ivf
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        t = time.perf_counter()
-        hnsw = make_faiss_index(x, kind="hnsw")
-        build = time.perf_counter() - t
-        faiss.omp_set_num_threads(1)
+        hnsw, t_hnsw = build("hnsw")
         for ef in (32, 64, 128):
             hnsw.hnsw.efSearch = ef
-            p50, p99, got = latency(hnsw, q)
-            rows.append(dict(n=n, index=f"HNSW32 efSearch={ef}", build_s=build, p50=p50,
-                             p99=p99, recall=recall(got, truth)))
-            print(rows[-1], file=sys.stderr, flush=True)
+            measure(f"HNSW32 efSearch={ef}", hnsw, t_hnsw)
         del hnsw
-        faiss.omp_set_num_threads(os.cpu_count() or 1)
-        t = time.perf_counter()
-        auto = make_faiss_index(x)
-        build = time.perf_counter() - t
-        faiss.omp_set_num_threads(1)
-        p50, p99, got = latency(auto, q)
+        auto, t_auto = build("auto")
         label = index_kind(auto) + (f" nprobe={auto.nprobe} (calibrated)"
                                     if index_kind(auto) == "ivf" else "")
-        rows.append(dict(n=n, index=f"**auto → {label}**", build_s=build, p50=p50,
-                         p99=p99, recall=recall(got, truth)))
-        print(rows[-1], file=sys.stderr, flush=True)
+        measure(f"**auto → {label}**", auto, t_auto)
         del auto, x
     return rows
 

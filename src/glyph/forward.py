@@ -42,6 +42,20 @@ def embedding_layer(peft_model):
     raise ValueError("the peft model has no trainable tokens on its input embedding")
 
 
+def token_lut(indices, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lut, idx)`` for one adapter's trainable rows: ``lut[token id]`` = its position in
+    the adapter's delta (``-1`` for every other token) and ``idx`` = the token ids as a tensor.
+
+    >>> lut, idx = token_lut([5, 2], rows=8)
+    >>> lut.tolist(), idx.tolist()
+    ([-1, -1, 1, -1, -1, 0, -1, -1], [5, 2])
+    """
+    idx = torch.tensor(list(indices), dtype=torch.long)
+    lut = torch.full((rows,), -1, dtype=torch.long)
+    lut[idx] = torch.arange(len(idx))
+    return lut, idx
+
+
 class GlyphLM(torch.nn.Module):
     """Masked LM loss of a peft model with one active adapter; returns ``(loss, n_tokens)``."""
 
@@ -54,9 +68,7 @@ class GlyphLM(torch.nn.Module):
         self.luts: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         glyph_ids: set[int] = set()
         for name, idx in self.emb.token_indices.items():
-            lut = torch.full((rows,), -1, dtype=torch.long)
-            lut[torch.tensor(idx)] = torch.arange(len(idx))
-            self.luts[name] = (lut, torch.tensor(idx))
+            self.luts[name] = token_lut(idx, rows)
             glyph_ids.update(idx)
         head_w = self._head_weight()
         with torch.no_grad():

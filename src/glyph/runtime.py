@@ -69,6 +69,8 @@ def _fast_token_rows(peft_model) -> int:
     from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
     from peft.utils.other import TrainableTokensWrapper
 
+    from .forward import token_lut
+
     def overwrite(layer, x, out, names) -> None:
         """Put the glyph rows of adapters ``names`` into ``out = base_layer(x)`` in place."""
         base = layer.base_layer
@@ -76,20 +78,19 @@ def _fast_token_rows(peft_model) -> int:
             if name not in layer.token_indices:
                 continue
             delta = layer.trainable_tokens_delta[name]
+            if name not in layer._glyph_luts:  # built once, not on every generated token
+                layer._glyph_luts[name] = token_lut(layer.token_indices[name],
+                                                    base.weight.shape[0])
+            lut, idx = layer._glyph_luts[name]
             if isinstance(base, torch.nn.Embedding):
-                lut = layer._glyph_luts.get(name)
-                if lut is None:
-                    lut = torch.full((base.num_embeddings,), -1, dtype=torch.long)
-                    lut[torch.tensor(layer.token_indices[name])] = torch.arange(len(delta))
-                    layer._glyph_luts[name] = lut
-                rows = lut[x]
+                rows = lut.to(x.device)[x]
                 hit = rows >= 0
                 if hit.any():
                     new = delta[rows[hit]].to(out.dtype)
                     scale = layer._get_embed_scale()
                     out[hit] = new * scale.to(out.dtype) if scale is not None else new
             else:  # a tied lm_head: glyph rows are logit columns
-                idx = torch.tensor(layer.token_indices[name], device=out.device)
+                idx = idx.to(out.device)
                 cols = torch.nn.functional.linear(x, delta.to(x.dtype))
                 if base.bias is not None:
                     cols = cols + base.bias[idx]
