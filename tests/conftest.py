@@ -36,7 +36,7 @@ def isolated_state(tmp_path, monkeypatch, glyph_home):
 
 @pytest.fixture
 def empty_registry(tmp_path) -> Path:
-    from glyph import registry
+    from glyph.vocab import registry
 
     p = tmp_path / "glyphs_registry.yaml"
     registry.init(p)
@@ -81,7 +81,8 @@ def write_mini_project(reg_path: Path, scene_dir: Path) -> None:
     """Write the mini project's registry and corpus at the given paths."""
     import yaml
 
-    from glyph import registry, scenes
+    from glyph.corpus import edit
+    from glyph.vocab import registry
 
     registry.init(reg_path)
     registry.add("⟁", name="ascent", meaning="heat and fear become a step up",
@@ -94,7 +95,7 @@ def write_mini_project(reg_path: Path, scene_dir: Path) -> None:
     for sym in WORDS:
         for k in range(14):
             n += 1
-            scenes.add(reg, glyphs=[sym], register=REGISTERS[k % 2], level="micro",
+            edit.add(reg, glyphs=[sym], register=REGISTERS[k % 2], level="micro",
                        tier="core" if k < 10 else "orbit", lang="en", text=scene_text(sym, k),
                        scene_id=f"Δ{n}", directory=scene_dir)
     for f in scene_dir.glob("*.yaml"):  # an explicit split: tests never depend on the id hash
@@ -117,7 +118,7 @@ def _build_base(tmp_path_factory, glyph_home, name: str, **kw) -> Path:
     import os
 
     os.environ["GLYPH_HOME"] = str(glyph_home)
-    from glyph.model import build_tiny_base
+    from glyph.model.tiny import build_tiny_base
 
     texts = [scene_text(s, k) for s in WORDS for k in range(14)] * 2
     out = tmp_path_factory.mktemp("bases") / name
@@ -136,7 +137,7 @@ def tiny_untied_base(tmp_path_factory, glyph_home) -> Path:
 
 
 def train_config(out: Path, base: Path, **kw):
-    from glyph.train import TrainConfig
+    from glyph.training.config import TrainConfig
 
     args = dict(out=str(out), base=str(base), steps=24, batch_size=4, lr=5e-3, embedding_lr=5e-2,
                 eval_every=8, save_every=8, lora_r=4, lora_alpha=8, max_len=64)
@@ -158,8 +159,10 @@ def trained_project(tmp_path_factory, glyph_home, tiny_base) -> Project:
     """The mini project trained once (60 steps) with its scene index built."""
     import os
 
-    from glyph import index, registry, scenes
-    from glyph.train import train
+    from glyph.corpus import scenes
+    from glyph.serving.service import GlyphService
+    from glyph.training.recipe import train
+    from glyph.vocab import registry
 
     root = tmp_path_factory.mktemp("project")
     write_mini_project(root / "glyphs_registry.yaml", root / "glyphs")
@@ -172,7 +175,8 @@ def trained_project(tmp_path_factory, glyph_home, tiny_base) -> Project:
         res = train(train_config(root / "run", tiny_base, steps=60, init="meaning"),
                     log=lambda m: None, progress=False)
         reg = registry.load()
-        index.build(res.out, registry=reg, corpus=scenes.load_corpus(reg))
+        GlyphService.load(res.out, registry=reg, with_index=False).build_index(
+            scenes.load_corpus(reg))
     finally:
         for k, v in saved.items():
             if v is None:

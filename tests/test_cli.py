@@ -6,7 +6,7 @@ import re
 
 from click.testing import CliRunner
 
-from glyph import registry
+from glyph.vocab import registry
 from glyph.cli import main
 
 from .conftest import REPO

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from glyph import evaluate as ev  # noqa: E402
-from glyph import registry  # noqa: E402
+from glyph.evaluation import metrics as ev  # noqa: E402
+from glyph.vocab import registry  # noqa: E402
 from glyph.cli import main  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def test_kl_is_exact_over_the_full_vocabulary(zero_rows):
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from glyph.forward import IGNORE, GlyphLM
+    from glyph.training.loss import IGNORE, GlyphLM
 
     torch.manual_seed(0)
     base = Qwen3ForCausalLM(Qwen3Config(vocab_size=151936, hidden_size=32, intermediate_size=64,
@@ -110,7 +110,7 @@ def metrics(trained_project):
 
 
 def _corpus(p):
-    from glyph import scenes
+    from glyph.corpus import scenes
 
     return scenes.load_corpus(registry.load(p.registry), p.scenes)
 
@@ -134,13 +134,12 @@ def test_base_preservation_is_exactly_zero(metrics):
 
 
 def test_base_preservation_catches_broken_routing(trained_project, monkeypatch):
-    from glyph.runtime import GlyphModel
+    from glyph.serving.routing import GlyphModel
 
     gm = GlyphModel.load(trained_project.run, registry=registry.load(trained_project.registry))
 
     def always_adapter(text, ids=None):  # a routing bug: the adapter leaks into plain text
-        gm.model.set_adapter("body")
-        with torch.no_grad():
+        with torch.no_grad(), gm.adapters("body"):
             return gm.model(input_ids=ids).logits
 
     monkeypatch.setattr(gm, "route_logits", always_adapter)

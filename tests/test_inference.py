@@ -9,10 +9,11 @@ from click.testing import CliRunner
 
 torch = pytest.importorskip("torch")
 
-from glyph import index, registry  # noqa: E402
 from glyph.cli import main  # noqa: E402
 from glyph.errors import ConfigError, NotFound  # noqa: E402
-from glyph.runtime import GlyphModel  # noqa: E402
+from glyph.serving import faiss_index, index, vectors  # noqa: E402
+from glyph.serving.service import GlyphService  # noqa: E402
+from glyph.vocab import registry  # noqa: E402
 
 from .conftest import train_config  # noqa: E402
 
@@ -22,8 +23,19 @@ def run(*args: str):
 
 
 @pytest.fixture(scope="module")
-def gm(trained_project):
-    return GlyphModel.load(trained_project.run, registry=registry.load(trained_project.registry))
+def svc(trained_project):
+    return GlyphService.load(trained_project.run,
+                             registry=registry.load(trained_project.registry))
+
+
+@pytest.fixture
+def gm(svc):
+    """The shared model; each test must leave its adapter state as it found it."""
+    from glyph.model.adapters import active_names
+
+    before = active_names(svc.model.model)
+    yield svc.model
+    assert active_names(svc.model.model) == before, "a test left other adapters active"
 
 
 # ---------------------------------------------------------------- index and neighbors
@@ -38,19 +50,19 @@ def test_index_files_and_metadata(project):
 
 
 @pytest.mark.parametrize("sym", ["⟁", "🜂", "🫁"])
-def test_neighbors_are_the_glyphs_own_scenes(gm, sym):
-    hits = gm.neighbors(sym, k=5)
+def test_neighbors_are_the_glyphs_own_scenes(svc, sym):
+    hits = svc.neighbors(sym, k=5)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     assert sum(h.glyphs == sym for h in hits) >= 4  # disjoint vocabularies: clear clusters
 
 
-def test_neighbors_register_filter_and_errors(gm):
-    hits = gm.neighbors("🫁", k=4, register="logic")
+def test_neighbors_register_filter_and_errors(svc):
+    hits = svc.neighbors("🫁", k=4, register="logic")
     assert len(hits) == 4 and all(h.register == "logic" for h in hits)
     with pytest.raises(ConfigError, match="unknown register 'dance'"):
-        gm.neighbors("🫁", register="dance")
+        svc.neighbors("🫁", register="dance")
     with pytest.raises(NotFound, match="not a glyph of run"):
-        gm.neighbors("☉")
+        svc.neighbors("☉")
 
 
 def test_cli_neighbors_json_and_one_line_errors(project):
@@ -83,9 +95,9 @@ def _clustered(n: int, d: int = 32, clusters: int = 50, seed: int = 0):
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_indexes_agree_with_exact_search(kind):
     x, q = _clustered(6000), _clustered(50, seed=1)
-    exact = index.make_faiss_index(x, kind="flat")
-    approx = index.make_faiss_index(x, kind=kind)
-    assert index.index_kind(approx) == kind
+    exact = faiss_index.make_faiss_index(x, kind="flat")
+    approx = faiss_index.make_faiss_index(x, kind=kind)
+    assert faiss_index.index_kind(approx) == kind
     _, want = exact.search(q, 10)
     _, got = approx.search(q, 10)
     recall = sum(len(set(a) & set(b)) for a, b in zip(want, got)) / want.size
@@ -100,22 +112,22 @@ def test_ivf_raises_nprobe_until_overlapping_data_reaches_the_target_recall():
     x = rng.normal(size=(8000, 32)).astype("float32")
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q = x[:100] + 0.05 * rng.normal(size=(100, 32)).astype("float32")
-    ivf = index.make_faiss_index(x, kind="ivf")
-    assert ivf.nprobe > index.IVF_NPROBE  # the fixed default would not have been enough
-    exact = index.make_faiss_index(x, kind="flat")
+    ivf = faiss_index.make_faiss_index(x, kind="ivf")
+    assert ivf.nprobe > faiss_index.IVF_NPROBE  # the fixed default would not have been enough
+    exact = faiss_index.make_faiss_index(x, kind="flat")
     _, want = exact.search(q, 10)
     _, got = ivf.search(q, 10)
     recall = sum(len(set(a) & set(b)) for a, b in zip(want, got)) / want.size
     assert recall >= 0.9
-    ivf.nprobe = index.IVF_NPROBE
+    ivf.nprobe = faiss_index.IVF_NPROBE
     _, fixed = ivf.search(q, 10)
     assert sum(len(set(a) & set(b)) for a, b in zip(want, fixed)) / want.size < recall
 
 
 def test_auto_index_is_exact_small_and_approximate_large():
     x = _clustered(3000)
-    assert index.index_kind(index.make_faiss_index(x)) == "flat"
-    assert index.index_kind(index.make_faiss_index(x, exact_limit=1000)) == "ivf"
+    assert faiss_index.index_kind(faiss_index.make_faiss_index(x)) == "flat"
+    assert faiss_index.index_kind(faiss_index.make_faiss_index(x, exact_limit=1000)) == "ivf"
 
 
 def test_style_centring_removes_style_and_keeps_topic():
@@ -131,7 +143,7 @@ def test_style_centring_removes_style_and_keeps_topic():
               for st in range(2) for t in range(2) for _ in range(5)]
     raw = np.stack([styles[0 if s.register == "poetry" else 1] + topics[s.topic]
                     + 0.05 * rng.normal(size=16) for s in scenes])
-    centred, centres = index.centre_by_style(raw, scenes)
+    centred, centres = vectors.centre_by_style(raw, scenes)
     assert sorted(centres) == ["en/logic/micro", "en/poetry/micro"]
     for x, same_topic_wins in ((raw, False), (centred, True)):
         u = x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -158,16 +170,15 @@ def test_routing_by_glyph(gm):
 def test_input_without_glyph_runs_the_untouched_base(gm, trained_project):
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(gm.manifest["base"]["path"]).eval()
+    base = AutoModelForCausalLM.from_pretrained(gm.manifest.base.path).eval()
     text = "stairs heat fear empty floor"
     ids = gm.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         want = base(input_ids=ids).logits
     assert torch.equal(gm.route_logits(text), want)
     with_glyph = gm.route_logits("⟁ " + text)
-    gm.model.set_adapter("initiation")
     ids2 = gm.tokenizer("⟁ " + text, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
+    with torch.no_grad(), gm.adapters("initiation"):
         assert torch.allclose(with_glyph, gm.model(input_ids=ids2).logits, atol=1e-5)
 
 
@@ -194,8 +205,9 @@ def test_inference_token_rows_match_peft_own_path(gm):
             slow = gm.model(**enc, **kw).logits.detach()
         return fast, slow
 
-    gm.model.set_adapter("initiation")
-    for fast, slow in (both(), both(adapter_names=names)):
+    with gm.adapters("initiation"):
+        pairs = (both(), both(adapter_names=names))
+    for fast, slow in pairs:
         assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
         assert not torch.allclose(fast[0], fast[1, : fast.shape[1]])  # rows really differ
     with gm.adapters(["initiation", "body"]):
@@ -211,28 +223,28 @@ def test_several_triggers_combine_their_rows_and_loras(gm):
         both = emb(ids)[0]
         with torch.no_grad():
             combined = gm.model(input_ids=ids).logits
-    gm.model.set_adapter("initiation")
-    row_a = emb(ids)[0, 0]
-    gm.model.set_adapter("body")
-    row_b = emb(ids)[0, 1]
+    with gm.adapters("initiation"):
+        row_a = emb(ids)[0, 0]
+    with gm.adapters("body"):
+        row_b = emb(ids)[0, 1]
+        with torch.no_grad():
+            only_body = gm.model(input_ids=ids).logits
     assert torch.equal(both[0], row_a) and torch.equal(both[1], row_b)
-    with torch.no_grad():
-        only_body = gm.model(input_ids=ids).logits
     assert not torch.allclose(combined, only_body)
     out = gm.generate(["⟁ and 🫁"], temperature=0, max_new_tokens=4)[0]
     assert out.triggers == ["initiation", "body"]
 
 
-def test_expand_protocol(gm):
-    e = gm.expand("fire", register="logic", k=3, temperature=0, max_new_tokens=12)
+def test_expand_protocol(svc):
+    e = svc.expand("fire", register="logic", k=3, temperature=0, max_new_tokens=12)
     assert (e.glyph, e.adapter, e.register) == ("🜂", "initiation", "logic")
     assert len(e.scenes) == 3 and all(h.register == "logic" for h in e.scenes)
     assert e.level == e.scenes[0].level and e.lang == e.scenes[0].lang  # retrieval shapes it
     assert e.prompt == f"🜂\n⟨logic · {e.level} · {e.lang}⟩\n"
-    again = gm.expand("🜂", register="logic", k=3, temperature=0, max_new_tokens=12)
+    again = svc.expand("🜂", register="logic", k=3, temperature=0, max_new_tokens=12)
     assert again.text == e.text
     with pytest.raises(ConfigError, match="unknown level"):
-        gm.expand("🜂", level="mega")
+        svc.expand("🜂", level="mega")
 
 
 def test_cli_expand_single_free_text_and_batch(project, tmp_path):
@@ -293,7 +305,7 @@ def test_export_tied_matches_the_adapter_model(project, tmp_path):
 
 
 def test_export_untied_every_trigger(mini_project, tiny_untied_base, tmp_path):
-    from glyph.train import train
+    from glyph.training.recipe import train
 
     res = train(train_config(mini_project / "run-u", tiny_untied_base, steps=6),
                 log=lambda m: None, progress=False)

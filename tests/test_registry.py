@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from glyph import registry
+from glyph.vocab import registry
 from glyph.cli import main
-from glyph.errors import NotFound, RegistryCorrupt, RegistryError, UnicodeRejected
+from glyph.errors import NotFound, RegistryCorrupt, RegistryError
 
 from .test_unicode import HOSTILE
 
@@ -40,7 +40,7 @@ def test_symbol_already_one_qwen_token_claims_its_id_and_says_so(empty_registry)
     res = registry.add("☿", name="mercury", meaning="the messenger")
     assert res.glyph.id == 149053 and res.glyph.kind == "claimed"
     assert any("already one Qwen token (id 149053)" in n for n in res.notes)
-    assert registry.load().next_id == registry.FIRST_GLYPH_ID  # no new id consumed
+    assert registry.load().next_id == 151669  # no new id consumed
 
 
 def test_presentation_selector_is_not_identity(empty_registry):
@@ -192,7 +192,7 @@ def test_registry_found_by_walking_up_from_cwd(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- concurrency and speed
 ADDER = """
 import sys
-from glyph import registry
+from glyph.vocab import registry
 sym, name = sys.argv[1], sys.argv[2]
 registry.add(sym, name=name, meaning="concurrent " + name)
 """
@@ -236,8 +236,8 @@ symbols = st.sampled_from(SYMBOLS + ["△", "☉", "⊙", "∴", "◯", "✶"])
 def test_registry_yaml_roundtrip(tmp_path, entries):
     """Any meaning `glyph add` accepts survives write → read unchanged (incl. NEL-like text)."""
     from glyph.errors import GlyphError
-    from glyph.tokenizer import existing_token_id
-    from glyph.unicode import validate_line
+    from glyph.vocab.qwen import existing_token_id
+    from glyph.vocab.unicode import validate_line
 
     reg = registry.Registry(path=tmp_path / "r.yaml")
     for sym, name, meaning in entries:

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from glyph.cli import main
 from glyph.errors import ConfigError
-from glyph.saturate import plan
+from glyph.evaluation.saturate import plan
 
 
 def test_plan_covers_tiers_fractions_and_mixes():

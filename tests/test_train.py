@@ -10,10 +10,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from glyph import registry, scenes  # noqa: E402
+from glyph.vocab import registry  # noqa
+from glyph.corpus import scenes  # noqa: E402
 from glyph.errors import ConfigError, GlyphError, ModelError, SceneError, TrainingError  # noqa: E402
-from glyph.forward import IGNORE, GlyphLM  # noqa: E402
-from glyph.train import TrainConfig, train  # noqa: E402
+from glyph.training.loss import IGNORE, GlyphLM  # noqa: E402
+from glyph.training.recipe import train  # noqa: E402
 
 from .conftest import train_config as _cfg  # noqa: E402
 
@@ -33,7 +34,7 @@ def trained_run(mini_project, tiny_base) -> Path:
 def test_fast_loss_equals_peft_forward(tied, zero_rows, monkeypatch):
     """Our forward (label-only logits, compact softmax over zero rows, fused chunked head)
     == peft's own loss and gradients."""
-    from glyph import forward
+    from glyph.training import loss as forward
 
     monkeypatch.setattr(forward, "HEAD_CHUNK_ELEMENTS", 3 * 151936)  # 3 positions per chunk
     from peft import LoraConfig, get_peft_model
@@ -185,10 +186,18 @@ def _adapter_tensors(run: Path) -> dict:
             for k, v in load_file(str(t / "adapter_model.safetensors")).items()}
 
 
+def _crash_after(n: int):
+    """An on_step hook that stops training as a kill would, after step ``n``."""
+    def hook(stats) -> None:
+        if stats.step >= n:
+            raise KeyboardInterrupt
+    return hook
+
+
 def test_kill_and_resume_equals_uninterrupted_run(mini_project, tiny_base, trained_run):
     crashed = mini_project / "crashed"
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(crashed, tiny_base), log=_quiet, progress=False, _stop_after=13)
+        train(_cfg(crashed, tiny_base), log=_quiet, progress=False, on_step=_crash_after(13))
     assert not (crashed / "manifest.json").exists()  # a crash never looks complete
     assert (crashed / "checkpoints" / "latest").read_text().strip() == "step-000008"
     with pytest.raises(TrainingError, match="--resume"):
@@ -257,12 +266,14 @@ def test_invalid_corpus_fails_with_file_and_line(mini_project, tiny_base):
 
 
 def test_manifest_refuses_a_registry_with_different_ids(trained_run):
-    from glyph.runs import load_manifest
+    from glyph.run import Run
 
-    assert load_manifest(trained_run, registry.load())["glyphs"]
+    run = Run(trained_run)
+    run.check_registry(registry.load())
+    assert run.manifest().glyphs
     other = registry.Registry(path=Path("x.yaml"), next_id=151700, glyphs=[registry.Glyph(
         symbol="⟁", id=151690, name="ascent", meaning="m", trigger="t")])
     with pytest.raises(ModelError, match="⟁ at id 151669 but the registry has it id 151690"):
-        load_manifest(trained_run, other)
+        run.check_registry(other)
     with pytest.raises(GlyphError, match="not a glyph run"):
-        load_manifest(trained_run / "tokenizer")
+        Run(trained_run / "tokenizer").manifest()

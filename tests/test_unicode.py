@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from glyph.errors import GlyphError, UnicodeRejected
-from glyph.unicode import canonical_text, describe, validate_slug, validate_symbol
+from glyph.vocab.unicode import canonical_text, describe, validate_slug, validate_symbol
 
 # (input, substring the one-line reason must contain)
 HOSTILE = [

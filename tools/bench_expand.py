@@ -5,7 +5,7 @@ Three parts, each runnable alone:
 - ``faiss``: query latency (1 OpenMP thread, one query at a time) p50/p99 and recall@10
   against exact search, at 10k / 100k / 1M synthetic *clustered* unit vectors of the default
   model's width (128), for exact, IVF (nprobe sweep) and HNSW (efSearch sweep) indexes, and
-  the index ``glyph.index.make_faiss_index`` picks automatically;
+  the index ``glyph.serving.faiss_index.make_faiss_index`` picks automatically;
 - ``vectors``: which scene / glyph vectors retrieve a glyph's held-out scenes best (recall@1/5
   over the held-out pool) on the default run — the measurement behind the index's default;
 - ``expand``: warm ``expand`` latency split into retrieval and generation, and a batch of 16
@@ -74,7 +74,7 @@ def bench_faiss(sizes, n_queries: int, noise: float = NOISE) -> list[dict]:
     import faiss
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from glyph.index import index_kind, make_faiss_index
+    from glyph.serving.faiss_index import index_kind, make_faiss_index
 
     rows = []
     for n in sizes:
@@ -120,37 +120,38 @@ def bench_faiss(sizes, n_queries: int, noise: float = NOISE) -> list[dict]:
 
 def bench_vectors(run: Path) -> list[dict]:
     """Held-out retrieval quality of each glyph-vector method on a trained run."""
-    from glyph import index, registry, scenes
-    from glyph.evaluate import retrieval
-    from glyph.runtime import GlyphModel
+    from glyph.corpus import scenes
+    from glyph.evaluation.metrics import retrieval
+    from glyph.serving import vectors
+    from glyph.serving.service import GlyphService
+    from glyph.vocab import registry
 
     reg = registry.load()
     corpus = scenes.load_corpus(reg)
-    gm = GlyphModel.load(run, registry=reg, with_index=False)
-    held = [s for s in corpus.select(split="heldout") if s.glyph in gm.glyphs]
-    syms = sorted(gm.glyphs)
+    svc = GlyphService.load(run, registry=reg, with_index=False)
+    held = [s for s in corpus.select(split="heldout") if s.glyph in svc.model.glyphs]
+    syms = sorted(svc.model.glyphs)
     rows = []
-    for scene_method in index.SCENE_VECTORS:
-        for method in index.GLYPH_VECTORS:
+    for scene_method in vectors.SCENE_VECTORS:
+        for method in vectors.GLYPH_VECTORS:
             t = time.perf_counter()
-            idx = index.build(run, registry=reg, corpus=corpus, gm=gm, glyph_method=method,
-                              scene_method=scene_method)
+            idx = svc.build_index(corpus, glyph_method=method, scene_method=scene_method)
             r = retrieval(idx, held, syms)["overall"]
             rows.append(dict(scene=scene_method, method=method,
                              seconds=time.perf_counter() - t, **r))
             print(rows[-1], file=sys.stderr, flush=True)
-    index.build(run, registry=reg, corpus=corpus, gm=gm)  # leave the default behind
+    svc.build_index(corpus)  # leave the default behind
     return rows
 
 
 def bench_expand(run: Path, repeats: int) -> dict:
     import torch
 
-    from glyph import registry
-    from glyph.runtime import GlyphModel
+    from glyph.serving.service import GlyphService
+    from glyph.vocab import registry
 
     torch.set_num_threads(os.cpu_count() or 1)
-    gm = GlyphModel.load(run, registry=registry.load())
+    gm = GlyphService.load(run, registry=registry.load())
     gm.expand("⟁", register="poetry")  # warm
     ret, gen = [], []
     for i in range(repeats):
@@ -162,7 +163,7 @@ def bench_expand(run: Path, repeats: int) -> dict:
         t2 = time.perf_counter()
         ret.append((t1 - t) * 1000)
         gen.append((t2 - t1) * 1000)
-    syms = list(gm.glyphs)
+    syms = list(gm.model.glyphs)
     prompts = [f"{syms[i % len(syms)]}\n⟨{['poetry', 'logic', 'body', 'interface'][i % 4]} · "
                f"meso · en⟩\n" if i % 5 else "plain text without glyphs," for i in range(16)]
     kw = dict(max_new_tokens=64, min_new_tokens=64, temperature=0)

@@ -42,8 +42,11 @@ sys.path.insert(0, str(REPO / "src"))
 
 import yaml  # noqa: E402
 
-from glyph import samples  # noqa: E402
-from glyph import tokenizer as tk  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+
+from glyph.vocab import qwen, sources  # noqa: E402
+from glyph.vocab import tokenizer as tk  # noqa: E402
+from support import samples  # noqa: E402  (tests/support: text samples and a tiktoken reference)
 
 
 def best_of(fn, runs: int) -> tuple[float, object]:
@@ -86,7 +89,7 @@ def machine_line() -> str:
 def tiktoken_with_glyphs(glyphs) -> object:
     """tiktoken over the same ranks, with Qwen3's added tokens and the glyphs as specials."""
     return samples.tiktoken_reference({g.symbol: g.id for g in glyphs
-                                  if g.active and g.id >= tk.FIRST_GLYPH_ID})
+                                  if g.active and g.id >= qwen.FIRST_GLYPH_ID})
 
 
 def throughput(args, glyphs, base_tok, glyph_tok) -> tuple[list[str], dict]:
@@ -159,23 +162,23 @@ def throughput(args, glyphs, base_tok, glyph_tok) -> tuple[list[str], dict]:
 def build_and_load(args, glyphs, home: Path) -> tuple[list[str], object, object]:
     lines = ["| step | time |", "|---|---:|"]
     t0 = time.perf_counter()
-    base_dir = tk.base_tokenizer_dir()
+    base_dir = sources.base_tokenizer_dir()
     lines.append(f"| `base_tokenizer_dir()` first call: rebuild Qwen3 from the ranks "
                  f"(151,387 merges) | {time.perf_counter() - t0:.2f} s |")
-    secs, _ = best_of(tk.base_tokenizer_dir, args.runs)
+    secs, _ = best_of(sources.base_tokenizer_dir, args.runs)
     lines.append(f"| `base_tokenizer_dir()` cached | {secs * 1e3:.2f} ms |")
     out = home / "glyph-tok"
     secs, report = best_of(lambda: tk.build_glyph_tokenizer(glyphs, out), args.runs)
     lines.append(f"| `build_glyph_tokenizer` ({len(report.rows)} active glyphs, "
                  f"{len(report.reserved)} placeholders) | {secs:.2f} s |")
-    secs, base_tok = best_of(lambda: tk.load(base_dir), args.runs)
+    secs, base_tok = best_of(lambda: sources.load(base_dir), args.runs)
     lines.append(f"| load tokenizer.json (`tokenizers.Tokenizer.from_file`) | {secs:.2f} s |")
-    glyph_tok = tk.load(out)
-    tk._ranks_blob.cache_clear()
+    glyph_tok = sources.load(out)
+    qwen._ranks_blob.cache_clear()
     t0 = time.perf_counter()
-    tk.existing_token_id("☿")
+    qwen.existing_token_id("☿")
     cold = time.perf_counter() - t0
-    secs, _ = best_of(lambda: tk.existing_token_id("⬡"), 50)
+    secs, _ = best_of(lambda: qwen.existing_token_id("⬡"), 50)
     lines.append(f"| `existing_token_id` first call (reads the ranks file) / later calls | "
                  f"{cold * 1e3:.1f} ms / {secs * 1e3:.2f} ms |")
     return lines, base_tok, glyph_tok
@@ -255,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Single thread: RAYON_NUM_THREADS=1, TOKENIZERS_PARALLELISM=false, tiktoken "
         f"`encode_batch(num_threads=1)`; best of {args.runs} rounds (each round runs every "
         f"encoder once, interleaved). Corpus: "
-        f"`glyph.samples.sample_corpus` (English, Russian, Chinese, code, emoji, "
+        f"`tests/support/samples.sample_corpus` (English, Russian, Chinese, code, emoji, "
         f"math/alchemical symbols, whitespace runs, random code points; seed {args.seed}). "
         f"Glyphs: {len(active)} active in `{args.registry.name}` "
         f"({' '.join(g.symbol for g in active)}).",

@@ -42,7 +42,7 @@ QWEN3_06B = dict(vocab_size=151936, hidden_size=1024, intermediate_size=3072,
 
 
 def _base(model: str, default_dir):
-    from glyph import model as mdl
+    from glyph.model import base as mdl
 
     if model == "default":
         return mdl.load_base(str(default_dir))
@@ -59,16 +59,18 @@ def _setup(variant: str, model: str = "default", batch: int = 8):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from glyph import model as mdl
-    from glyph import registry, scenes
-    from glyph import tokenizer as tk
-    from glyph.forward import GlyphLM, collate
-    from glyph.train import LORA_TARGETS, build_examples, schedule
+    from glyph.corpus import scenes
+    from glyph.model.tiny import default_base_dir
+    from glyph.training.data import build_examples, collate, schedule
+    from glyph.training.loss import GlyphLM
+    from glyph.vocab import registry
+    from glyph.vocab import tokenizer as tk
 
     torch.manual_seed(0)
     reg = registry.load()
     corpus = scenes.load_corpus(reg)
-    base_dir = mdl.default_base_dir(corpus)
+    base_dir = default_base_dir(corpus)
+    LORA_TARGETS = reg.family.lora_targets
     tok = tk.load(tk.project_tokenizer())
     examples = build_examples(reg, corpus.select(split="train"), tok, 192)
     # one trigger for all variants so the comparison is like for like
@@ -94,7 +96,7 @@ def _setup(variant: str, model: str = "default", batch: int = 8):
 
     def step(k: int) -> float:
         _, idx = plan[k % len(plan)]
-        x, mask, labels = collate([exs[i] for i in idx])
+        x, mask, labels = collate([exs[i] for i in idx], reg.family.endoftext_id)
         if glm is not None:
             loss, _ = glm(x, mask, labels, trig)
         else:
@@ -141,12 +143,13 @@ def run_variant(variant: str, steps: int, model: str = "default", batch: int = 8
 
 def init_comparison(steps: int, eval_every: int) -> dict:
     """Train the default corpus with each init; held-out loss curve; steps to a target."""
-    from glyph.train import TrainConfig, train
+    from glyph.training.config import TrainConfig
+    from glyph.training.recipe import train
 
     curves = {}
     for init in ("mean", "meaning", "random"):
         with tempfile.TemporaryDirectory() as d:
-            cfg = TrainConfig(out=str(Path(d) / "run"), steps=steps, init=init,
+            cfg = TrainConfig(out=Path(d) / "run", steps=steps, init=init,
                               eval_every=eval_every, eval_examples=10_000, save_every=10_000)
             res = train(cfg, log=lambda m: None, progress=False)
             log = [json.loads(x) for x in (res.out / "loss.jsonl").read_text().splitlines()]

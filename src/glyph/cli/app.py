@@ -1,0 +1,99 @@
+"""The ``glyph`` click group and what every command shares: error translation, JSON output,
+the run option, the command line a report names.
+
+Library errors (:class:`glyph.errors.GlyphError`) are translated here, once, into one line on
+stderr and exit code 1.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import GlyphError
+
+
+class Group(click.Group):
+    """A click group that turns GlyphError into `error: …` and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GlyphError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def echo_json(obj) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="glyph")
+def main() -> None:
+    """glyph: Unicode symbols as first-class tokens of a Qwen3 model."""
+    import os
+    import warnings
+
+    # one line per event, not a progress bar per checkpoint load (set before transformers loads)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # peft 0.21 calls an API transformers 5 deprecated: noise for users, nothing to act on
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                            category=FutureWarning)
+
+
+RUN = click.option("--run", "run", type=click.Path(file_okay=False, path_type=Path),
+                    default=None, help="run directory (default: $GLYPH_RUN or "
+                    "$GLYPH_HOME/runs/default, what `glyph demo` trains)")
+
+
+def run_dir(run: Path | None) -> Path:
+    from .. import paths
+
+    return run or paths.default_run()
+
+
+def load_service(run: Path | None):
+    from ..serving.service import GlyphService
+    from ..vocab import registry
+
+    return GlyphService.load(run_dir(run), registry=registry.load_optional())
+
+
+def hit_line(h) -> str:
+    first = h.text.splitlines()[0][:72]
+    return (f"{h.score:6.3f}  {h.scene_id:<7}{h.glyphs:<3}{h.register:<10}{h.level:<6}{h.lang:<3}"
+            f"{h.split:<8}{first}")
+
+
+def command_line() -> str:
+    """The command being run, as a user would type it again (explicitly given options only)."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    words = ["glyph", *ctx.command_path.split()[1:]]
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) is not ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[p.name]
+        if isinstance(p, click.Argument):
+            words.append(str(value))
+        elif p.is_flag:
+            words.append(p.opts[0])
+        elif p.multiple:
+            for v in value:
+                words += [p.opts[0], ",".join(v) if isinstance(v, tuple) else str(v)]
+        else:
+            words += [p.opts[0], str(value)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()

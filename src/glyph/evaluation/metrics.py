@@ -1,0 +1,293 @@
+"""Evidence that a glyph carries its scene: metrics on scenes a run never trained on.
+
+For each glyph and overall, on the held-out split (``--split train`` shows memorisation):
+
+- **retrieval** — from the run's FAISS index, the glyph's vector retrieves among all held-out
+  scenes: recall@1 and @5 of its own (``|own ∩ top-k| / min(k, #own)``), vs chance;
+- **specificity** — every held-out scene is scored (NLL per token) with every glyph, each with
+  its own adapter; accuracy = how often the scene's own glyph gives the lowest NLL, vs chance
+  ``1 / #glyphs``;
+- **glyph gain** — NLL with its own glyph vs no glyph (the base, header only) vs a different
+  glyph (mean over the others): ``gain_vs_none = none − own``, ``gain_vs_other = other − own``;
+- **prompt equivalence** — the glyph's written meaning (N tokens) in the prompt of the base
+  model is the "prompt" way to bend the same probabilities: ``recovered = (none − own) /
+  (none − meaning)``, the KL between next-token distributions with the glyph and with the
+  meaning, and the compression ratio N : 1;
+- **base preservation** — KL between the routed model and the untouched base on the same
+  texts without any glyph: routing sends them to the base, so it must be exactly 0. The KL a
+  forced adapter would cause is shown beside it, as the scale of what routing prevents.
+
+Example::
+
+    >>> m = evaluate("runs/default")                       # doctest: +SKIP
+    >>> m["overall"]["specificity"]["accuracy"], m["overall"]["specificity"]["chance"]
+    (0.31, 0.071)
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError
+
+METRICS_VERSION = 1
+
+
+def _examples(tok, pairs, max_text: int, eos: int):
+    """``(prompt, text)`` pairs → Examples with labels on the text (+ end of text) only.
+
+    The text is cut to ``max_text`` tokens whatever the prompt's length, so two conditions
+    that score the same text with different prompts label exactly the same tokens.
+    """
+    from ..training.data import IGNORE, Example
+
+    out = []
+    for p, t in pairs:
+        pi = tok.encode(p, add_special_tokens=False).ids
+        ti = (tok.encode(t, add_special_tokens=False).ids + [eos])[:max_text]
+        out.append(Example("", "", pi + ti, [IGNORE] * len(pi) + ti))
+    return out
+
+
+class Scorer:
+    """Scores texts under a run's model with any adapter (or the base) — batched, exact.
+
+    Texts are batched by length (little padding); results come back in input order.
+    """
+
+    def __init__(self, gm, batch_size: int = 16, max_text: int = 192):
+        from ..training.loss import GlyphLM
+
+        self.gm, self.batch_size, self.max_text = gm, batch_size, max_text
+        self.lm = GlyphLM(gm.model, gm.manifest.base.tied)
+        self.tok = gm.run.tokenizer
+        self.eos = gm.family.endoftext_id
+
+    def _scored(self, pairs, adapter, order):
+        """Yield ``(positions of the batch in the input, Scores)`` in ``order``."""
+        import torch
+
+        from ..training.data import collate
+
+        exs = _examples(self.tok, pairs, self.max_text, self.eos)
+        for i in range(0, len(order), self.batch_size):
+            rows = order[i: i + self.batch_size]
+            ids, mask, labels = collate([exs[j] for j in rows], self.eos)
+            # Score inside the context and yield outside it: a ``yield`` inside
+            # ``no_grad``/an adapter scope would leak both states into the caller
+            # (and, if the generator is abandoned, into everything that runs after).
+            with torch.no_grad(), self.gm.adapters(adapter):
+                scores = self.lm.scores(ids, mask, labels, adapter)
+            yield rows, scores
+
+    def _order(self, pairs) -> list[int]:
+        lengths = [len(p) + len(t) for p, t in pairs]
+        return sorted(range(len(pairs)), key=lambda i: lengths[i])
+
+    def nll(self, pairs, adapter: str | None) -> list[float]:
+        """Mean NLL per token of each text given its prompt."""
+        out = [0.0] * len(pairs)
+        for rows, sc in self._scored(pairs, adapter, self._order(pairs)):
+            nll = sc.lse - sc.target_logit
+            k = 0
+            for j, c in zip(rows, sc.sel.sum(1).tolist()):
+                out[j] = nll[k: k + c].mean().item()
+                k += c
+        return out
+
+    def kl(self, pairs_p, adapter_p, pairs_q, adapter_q) -> list[float]:
+        """Mean KL(P ‖ Q) per text between two conditions scoring the same texts."""
+        order = self._order(pairs_q)
+        out = [0.0] * len(pairs_p)
+        for (rows, sp), (_, sq) in zip(self._scored(pairs_p, adapter_p, order),
+                                       self._scored(pairs_q, adapter_q, order)):
+            kl = sp.kl_to(sq)
+            k = 0
+            for j, c in zip(rows, sp.sel.sum(1).tolist()):
+                out[j] = kl[k: k + c].mean().item()
+                k += c
+        return out
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return float(sum(xs) / len(xs)) if xs else float("nan")
+
+
+def retrieval(index, scene_list, symbols, ks=(1, 5)) -> dict:
+    """Recall@k of each glyph's own scenes among ``scene_list`` (the held-out pool)."""
+    pool = {s.id for s in scene_list}
+    own = {g: {s.id for s in scene_list if s.glyph == g} for g in symbols}
+    per = {}
+    for g in symbols:
+        if not own[g]:
+            continue
+        hits = index.search(index.glyph_vector(g), k=max(ks), where=lambda m: m["id"] in pool)
+        ids = [h.scene_id for h in hits]
+        per[g] = {f"recall@{k}": len(own[g] & set(ids[:k])) / min(k, len(own[g])) for k in ks}
+    overall = {f"recall@{k}": _mean(v[f"recall@{k}"] for v in per.values()) for k in ks}
+    # chance: a random ranking puts k·#own/#pool own scenes in the top k on average
+    overall.update({f"chance@{k}": _mean(k * len(own[g]) / len(pool) / min(k, len(own[g]))
+                                         for g in per) for k in ks})
+    return {"per_glyph": per, "overall": overall}
+
+
+def summarize(rows: list[dict], n_glyphs: int) -> dict:
+    """Aggregate per-scene rows (``glyph, best, own, none, other, meaning, kl_meaning``)."""
+    own, nn, oth, mean_ = (_mean(r[k] for r in rows) for k in ("own", "none", "other", "meaning"))
+    gain_meaning = nn - mean_
+    return {
+        "scenes": len(rows),
+        "specificity": {"accuracy": _mean(r["best"] == r["glyph"] for r in rows),
+                        "chance": 1 / n_glyphs},
+        "nll": {"own": own, "none": nn, "other": oth, "meaning": mean_},
+        "gain_vs_none": nn - own, "gain_vs_other": oth - own,
+        "prompt_equivalence": {"recovered": (nn - own) / gain_meaning if gain_meaning > 0
+                               else None, "meaning_gain": gain_meaning,
+                               "kl_meaning_vs_glyph": _mean(r["kl_meaning"] for r in rows)},
+    }
+
+
+def _scenes(corpus, glyphs, split: str, max_scenes: int | None) -> list:
+    """The scenes to score: the run's glyphs' scenes of ``split``, an even subsample if asked."""
+    scene_list = sorted((s for s in corpus.select(split=split) if s.glyph in glyphs),
+                        key=lambda s: s.id)
+    if max_scenes:
+        step = max(1, len(scene_list) // max_scenes)  # an even, deterministic subsample
+        scene_list = scene_list[::step][:max_scenes]
+    return scene_list
+
+
+def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=None,
+             max_scenes: int | None = None, batch_size: int = 16, svc=None, light: bool = False,
+             log: Callable[[str], None] | None = None) -> dict:
+    """Compute every metric of the module docstring for ``run``; return the metrics dict.
+
+    ``light=True`` computes only the NLL metrics (specificity, glyph gain): what the
+    saturation experiment needs for each of its runs. ``svc``: an already loaded
+    :class:`~glyph.serving.service.GlyphService` of the run.
+    """
+    from ..corpus import scenes as sc
+    from ..serving.service import GlyphService
+    from ..vocab import registry as registry_mod
+
+    if split not in sc.SPLITS:
+        raise ConfigError(f"--split {split!r} must be one of {', '.join(sc.SPLITS)}")
+    t0 = time.time()
+    say = log or (lambda m: None)
+    reg = registry if registry is not None else registry_mod.load()
+    svc = svc or GlyphService.load(run, registry=reg)
+    gm = svc.model
+    corpus = corpus if corpus is not None else sc.load_corpus(reg)
+    symbols = sorted(gm.glyphs, key=lambda s: gm.glyphs[s].id)
+    scene_list = _scenes(corpus, gm.glyphs, split, max_scenes)
+    if len(scene_list) < 2 or len(symbols) < 2:
+        raise ConfigError(f"need at least 2 glyphs and 2 {split} scenes to evaluate; the run has "
+                          f"{len(symbols)} glyphs and the corpus {len(scene_list)} such scenes")
+    scorer = Scorer(gm, batch_size=batch_size)
+    trig = {g: gm.glyphs[g].trigger for g in symbols}
+    meaning_prompt = {g: gm.glyphs[g].meaning for g in symbols}
+    rows = _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, light, say, split)
+    per_glyph = {}
+    for g in symbols:
+        rs = [r for r in rows if r["glyph"] == g]
+        if not rs:
+            continue
+        n_tokens = len(scorer.tok.encode(meaning_prompt[g], add_special_tokens=False).ids)
+        per_glyph[g] = {**summarize(rs, len(symbols)), "name": gm.glyphs[g].name,
+                        "trigger": trig[g], "compression": f"{n_tokens}:1",
+                        "meaning_tokens": n_tokens}
+    overall = summarize(rows, len(symbols))
+    metrics = {"version": METRICS_VERSION, "run": str(gm.run.path.resolve()), "split": split,
+               "seed": gm.manifest.config.get("seed"), "base": gm.manifest.base.name,
+               "glyphs": len(symbols), "overall": overall, "per_glyph": per_glyph,
+               "scenes": rows}
+    if light:
+        return {**metrics, "seconds": round(time.time() - t0, 1)}
+    overall["base_preservation"] = base_preservation(gm, scorer, scene_list, symbols)
+    if svc.index is None:
+        say("the run has no index yet: building it")
+        svc.build_index(corpus, log=log)
+    ret = retrieval(svc.index, scene_list, symbols)
+    overall["retrieval"] = ret["overall"]
+    for g, v in ret["per_glyph"].items():
+        per_glyph[g]["retrieval"] = v
+    return {**metrics, "seconds": round(time.time() - t0, 1)}
+
+
+def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, light, say, split):
+    """Per scene: NLL with no glyph, each glyph (its adapter), the written meaning; KL."""
+    say(f"scoring {len(scene_list)} {split} scenes with no glyph, their meaning and each of "
+        f"{len(symbols)} glyphs")
+    none = scorer.nll([(s.prompt(""), s.text) for s in scene_list], None)
+    table = {g: scorer.nll([(s.prompt(g), s.text) for s in scene_list], trig[g]) for g in symbols}
+    nan = [float("nan")] * len(scene_list)
+    meaning, kl_gm = nan, nan
+    if not light:
+        meaning = scorer.nll([(meaning_prompt[s.glyph] + "\n" + s.prompt(""), s.text)
+                              for s in scene_list], None)
+        say("KL between the glyph and its written meaning; base preservation")
+        kl_gm = _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig)
+    rows = []
+    for i, s in enumerate(scene_list):
+        scores = {g: table[g][i] for g in symbols}
+        others = [v for g, v in scores.items() if g != s.glyph]
+        rows.append({"id": s.id, "glyph": s.glyph, "register": s.register, "level": s.level,
+                     "lang": s.lang, "none": none[i], "own": scores[s.glyph],
+                     "other": _mean(others), "meaning": meaning[i], "kl_meaning": kl_gm[i],
+                     "best": min(scores, key=scores.get)})
+    return rows
+
+
+def _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig) -> list[float]:
+    """Per scene: KL(p(·|meaning, base) ‖ p(·|glyph, its adapter)) over the scene's text."""
+    out = [0.0] * len(scene_list)
+    for g in sorted({s.glyph for s in scene_list}):
+        idx = [i for i, s in enumerate(scene_list) if s.glyph == g]
+        kls = scorer.kl([(meaning_prompt[g] + "\n" + scene_list[i].prompt(""),
+                          scene_list[i].text) for i in idx], None,
+                        [(scene_list[i].prompt(g), scene_list[i].text) for i in idx], trig[g])
+        for i, v in zip(idx, kls):
+            out[i] = v
+    return out
+
+
+def base_preservation(gm, scorer, scene_list, symbols, n: int = 24) -> dict:
+    """KL between the routed model and a freshly loaded base on glyph-free texts (must be 0).
+
+    The routed side goes through :meth:`GlyphModel.route_logits`, i.e. the same routing that
+    ``generate`` uses; the reference is the base checkpoint loaded on its own.
+    """
+    import torch
+
+    texts = [s.prompt("") + s.text for s in scene_list[:n]]
+    base = gm.run.load_base()
+    forced_trigger = gm.glyphs[symbols[0]].trigger
+    routed_kl, forced_kl, max_abs = [], [], 0.0
+    for t in texts:
+        ids = scorer.tok.encode(t, add_special_tokens=False).ids[: 256]
+        x = torch.tensor([ids])
+        # float64: a KL summed over 151,936 entries in float32 has ~1e-7 of rounding noise,
+        # as large as a real but small difference on a near-uniform base
+        with torch.no_grad():
+            want = torch.log_softmax(base(input_ids=x).logits.double(), -1)
+            got = torch.log_softmax(gm.route_logits(t, ids=x).double(), -1)
+            with gm.adapters(forced_trigger):
+                forced = torch.log_softmax(gm.model(input_ids=x).logits.double(), -1)
+        routed_kl.append((want.exp() * (want - got)).sum(-1).mean().item())
+        forced_kl.append((want.exp() * (want - forced)).sum(-1).mean().item())
+        max_abs = max(max_abs, (want - got).abs().max().item())
+    return {"texts": len(texts), "kl_routed_vs_base": _mean(routed_kl),
+            "max_abs_logprob_diff": max_abs, "kl_if_adapter_forced": _mean(forced_kl),
+            "forced_adapter": forced_trigger}
+
+
+def write_metrics(metrics: dict, out: Path) -> Path:
+    """Write ``metrics.json`` (atomically) and return its path."""
+    from ..files import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "metrics.json", json.dumps(metrics, ensure_ascii=False, indent=2))
+    return out / "metrics.json"

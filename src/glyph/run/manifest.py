@@ -1,0 +1,150 @@
+"""The manifest of a run directory: typed, versioned, validated when read.
+
+``manifest.json`` is written last by training; a run without it is not complete. Reading it
+checks every field's type and says which one is wrong and how to recover, instead of a
+``KeyError`` three modules later.
+
+Example::
+
+    >>> m = Manifest.read(Path("runs/default/manifest.json"))   # doctest: +SKIP
+    >>> m.glyphs[0].symbol, m.base.tied, m.family.stop_ids       # doctest: +SKIP
+    ('⟁', True, (151643, 151645))
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+from ..model.base import BaseInfo
+from ..vocab.family import BaseFamily, family as get_family
+
+RUN_FORMAT = 1  # the JSON shape; fields added since are optional with defaults
+
+
+@dataclass(frozen=True)
+class GlyphEntry:
+    """A glyph the run trained: its token id and the trigger (adapter) it activates."""
+
+    symbol: str
+    id: int
+    name: str
+    trigger: str
+    kind: str = "added"
+    meaning: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a finished run is: its glyphs, adapters, base, tokenizer, data and results."""
+
+    glyphs: tuple[GlyphEntry, ...]
+    triggers: dict[str, str]            # trigger → adapter directory, relative to the run
+    base: BaseInfo
+    tokenizer: str = "tokenizer"        # relative to the run
+    registry: dict[str, str] = field(default_factory=dict)   # path, fingerprint
+    registers: tuple[str, ...] = ()     # the registry's registers when the run was trained
+    corpus: dict[str, Any] = field(default_factory=dict)     # fingerprint, scene counts
+    config: dict[str, Any] = field(default_factory=dict)     # the TrainConfig, as saved
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+    version: int = RUN_FORMAT
+
+    @property
+    def family(self) -> BaseFamily:
+        return get_family(self.base.family)
+
+    def glyphs_of(self, trigger: str) -> list[GlyphEntry]:
+        return [g for g in self.glyphs if g.trigger == trigger]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["glyphs"] = [asdict(g) for g in self.glyphs]
+        d["registers"] = list(self.registers)
+        return d
+
+    def write_text(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+    # ------------------------------------------------------------ reading
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        """Parse and validate ``manifest.json``; raise :class:`ModelError` naming the problem."""
+        run = path.parent
+        fix = (f"retrain with `glyph train --out {run} --overwrite`" if run.name else "retrain")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as e:
+            raise ModelError(f"{path}: not UTF-8 text ({e.reason}); {fix}") from None
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); {fix}") from None
+        except OSError as e:
+            raise ModelError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+        return cls.from_dict(data, where=str(path), fix=fix)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, where: str = "manifest", fix: str = "retrain") -> "Manifest":
+        def bad(key: str, want: str) -> ModelError:
+            return ModelError(f"{where}: {key} must be {want}; the run directory is damaged: {fix}")
+
+        if not isinstance(data, dict):
+            raise bad("the manifest", "a JSON object")
+        version = data.get("version")
+        if version != RUN_FORMAT:
+            raise ModelError(f"{where}: run format {version!r} is not supported (this glyph "
+                             f"reads {RUN_FORMAT}); {fix}")
+        glyphs = _list_of(data.get("glyphs"), GlyphEntry, "glyphs", bad)
+        triggers = data.get("triggers")
+        if not isinstance(triggers, dict) or not triggers or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in triggers.items()):
+            raise bad("triggers", "an object mapping each trigger to its adapter directory")
+        if any(g.trigger not in triggers for g in glyphs):
+            raise bad("glyphs", "glyphs whose triggers are all listed under triggers")
+        base = _record(data.get("base"), BaseInfo, "base", bad)
+        if base.family:
+            try:
+                get_family(base.family)
+            except Exception:  # noqa: BLE001 - an unknown family name
+                raise bad("base.family", "a base family this glyph knows") from None
+        kw: dict[str, Any] = {"glyphs": tuple(glyphs), "triggers": dict(triggers), "base": base}
+        for key, typ in (("tokenizer", str), ("registry", dict), ("corpus", dict),
+                         ("config", dict), ("metrics", dict), ("versions", dict),
+                         ("created", str)):
+            if key in data:
+                if not isinstance(data[key], typ):
+                    raise bad(key, f"a JSON {'string' if typ is str else 'object'}")
+                kw[key] = data[key]
+        regs = data.get("registers", [])
+        if not isinstance(regs, list) or not all(isinstance(r, str) for r in regs):
+            raise bad("registers", "a list of register names")
+        return cls(registers=tuple(regs), **kw)
+
+
+_JSON_TYPES = {"str": str, "int": int, "bool": bool}
+
+
+def _record(item: Any, cls, key: str, bad):
+    """One dataclass from a JSON object, every annotated field type-checked."""
+    if not isinstance(item, dict):
+        raise bad(key, "a JSON object")
+    kw = {}
+    for f in fields(cls):
+        if f.name not in item:
+            if f.default is not MISSING or f.default_factory is not MISSING:
+                continue  # optional: it has a default
+            raise bad(f"{key}.{f.name}", "present")
+        typ = _JSON_TYPES.get(str(f.type))
+        v = item[f.name]
+        if typ is not None and (not isinstance(v, typ) or (typ is int and isinstance(v, bool))):
+            raise bad(f"{key}.{f.name}", f"a JSON {'number' if typ is int else str(f.type)}")
+        kw[f.name] = v
+    return cls(**kw)
+
+
+def _list_of(items: Any, cls, key: str, bad) -> list:
+    if not isinstance(items, list) or not items:
+        raise bad(key, "a non-empty list")
+    return [_record(x, cls, f"{key}[{i}]", bad) for i, x in enumerate(items)]

@@ -1,0 +1,124 @@
+"""Decompression: a glyph goes in, its scene comes out in the register asked for.
+
+The protocol, step by step (:func:`expand`):
+
+1. **recognise** the glyph (any presentation form, or its name) among the run's glyphs;
+2. **retrieve** its nearest scenes from the run's FAISS index (in the asked register);
+3. **choose the LoRA** the glyph triggers;
+4. **unfold** the prompt ``glyph + ⟨register · level · lang⟩`` with that adapter active —
+   level and language default to those of the nearest scene, so retrieval decides the shape
+   of the text unless you do;
+5. **return** the text with the scenes and the adapter it used.
+
+The glyph token alone carries the scene into the generation: the retrieved scenes are
+returned beside the text (and pick its level and language), they are not pasted into the
+prompt. Free text (``"⟁ and 🫁 at dawn"``) is continued with the adapters of the glyphs it
+contains (:meth:`glyph.serving.routing.GlyphModel.generate`); :func:`expand_batch` runs many
+prompts in one mixed-adapter pass.
+
+Example::
+
+    >>> svc = GlyphService.load("runs/default")               # doctest: +SKIP
+    >>> e = expand(svc, "⟁", register="logic")                # doctest: +SKIP
+    >>> e.adapter, [h.scene_id for h in e.scenes]             # doctest: +SKIP
+    ('initiation', ['Δ105', 'Δ141', 'Δ117'])
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..corpus import scenes
+from ..errors import ConfigError
+
+DEFAULT_LEVEL = "meso"
+DEFAULT_LANG = "en"
+
+
+@dataclass
+class Expansion:
+    """The result of :func:`expand`: text, the prompt that produced it, adapter and scenes."""
+
+    glyph: str
+    register: str
+    level: str
+    lang: str
+    prompt: str
+    text: str
+    adapter: str
+    scenes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["scenes"] = [h.to_dict() for h in self.scenes]
+        return d
+
+
+def expand(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
+           lang: str | None = None, k: int = 3, **gen) -> Expansion:
+    """Run the decompression protocol for one glyph with a ``GlyphService`` (module docstring)."""
+    gm = svc.model
+    g = gm.glyph(glyph)
+    gm.check_register(register)
+    if level is not None and level not in scenes.LEVELS:
+        raise ConfigError(f"unknown level {level!r}; use one of {', '.join(scenes.LEVELS)}")
+    if lang is not None and not scenes.LANG_RE.match(lang):
+        raise ConfigError(f"--lang {lang!r} must be a two-letter code such as en or ru")
+    if k < 0:
+        raise ConfigError("--k must be >= 0")
+    hits = svc.neighbors(g.symbol, k=k, register=register) if k else []
+    top = hits[0] if hits else None
+    level = level or (top.level if top else DEFAULT_LEVEL)
+    lang = lang or (top.lang if top else DEFAULT_LANG)
+    prompt = scenes.prompt(g.symbol, register, level, lang)
+    out = gm.generate([prompt], **gen)[0]
+    return Expansion(glyph=g.symbol, register=register, level=level, lang=lang,
+                     prompt=prompt, text=out.text.strip(), adapter=g.trigger, scenes=hits)
+
+
+def expand_batch(svc, prompts: list[str], **gen) -> list:
+    """Continue many prompts in one pass; each row uses the adapters of its own glyphs.
+
+    A prompt that is exactly one glyph is unfolded with the protocol's prompt
+    (``glyph + header``) in the default register; anything else is continued as free text.
+    """
+    gm = svc.model
+    texts = []
+    for p in prompts:
+        sym = gm.canonical(p.strip())
+        if sym in gm.glyphs:
+            texts.append(scenes.prompt(sym, gm.registers[0], DEFAULT_LEVEL, DEFAULT_LANG))
+        else:
+            texts.append(p)
+    return gm.generate(texts, **gen)
+
+
+def read_batch(path: Path | str) -> list[str]:
+    """Prompts for ``glyph expand --batch``: one per line (blank lines skipped), or JSONL
+    objects with a ``prompt`` field; ``\\n`` inside a plain line stands for a newline."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--batch {path} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}:1: not UTF-8 text ({e.reason})") from None
+    out = []
+    for n, line in enumerate(raw.splitlines(), 1):
+        if not line.strip():
+            continue
+        if line.lstrip().startswith("{"):
+            try:
+                prompt = json.loads(line)["prompt"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ConfigError(f"{path}:{n}: expected a JSON object with a \"prompt\" "
+                                  "field") from None
+            if not isinstance(prompt, str) or not prompt.strip():
+                raise ConfigError(f"{path}:{n}: \"prompt\" must be non-empty text")
+            out.append(prompt)
+        else:
+            out.append(line.replace("\\n", "\n"))
+    if not out:
+        raise ConfigError(f"{path} holds no prompts; write one per line")
+    return out

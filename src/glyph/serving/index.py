@@ -1,0 +1,184 @@
+"""The scene index: scenes and glyphs as vectors in the trained model's own space, in FAISS.
+
+Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
+
+- a **scene** is the mean of the base model's last hidden states over the scene's text
+  (prompt = its header only: no glyph, no adapter, so a scene is embedded the same way whether
+  or not it was trained on), centred on the mean of its *style group* (language · register ·
+  level; ``scene_vectors="mean-centred"``: on the corpus mean) and L2-normalised;
+- a **glyph** is, with ``glyph_vectors="centroid"`` (default), the normalised mean of the
+  vectors of its *training* scenes; with ``"prompt"``, the last hidden state of
+  ``glyph + header`` under the glyph's adapter, averaged over registers, levels and
+  languages. Per-register glyph vectors are stored too: ``neighbors(⟁, register="poetry")``
+  searches from the poetry vector.
+
+Cosine similarity = inner product of unit vectors. Up to ``EXACT_LIMIT`` scenes the index is
+exact (``IndexFlatIP``); past it, approximate (see :func:`make_faiss_index`). Saved beside the
+run in ``RUN/index/``: ``scenes.faiss``, ``vectors.safetensors`` (glyph vectors, centre) and
+``meta.json`` — no pickle. The style centres are saved too (``__center__/en/poetry/micro``).
+
+Example::
+
+    >>> idx = build("runs/default")                        # doctest: +SKIP
+    >>> [h.scene_id for h in idx.neighbors("⟁", k=3)]      # doctest: +SKIP
+    ['Δ105', 'Δ141', 'Δ117']
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ConfigError, NotFound, ModelError
+from ..files import publishing
+from .faiss_index import IVF_NPROBE, index_kind, make_faiss_index
+from .vectors import (DEFAULT_GLYPH_VECTORS, DEFAULT_SCENE_VECTORS, GLYPH_VECTORS,
+                      SCENE_VECTORS, Encoder, glyph_key, glyph_vectors, scene_vectors, unit)
+
+INDEX_FORMAT = 2            # 2: style-centred scene vectors
+
+
+@dataclass
+class Hit:
+    """One retrieved scene with its cosine score."""
+
+    scene_id: str
+    score: float
+    glyphs: str
+    register: str
+    level: str
+    tier: str
+    lang: str
+    split: str
+    text: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class SceneIndex:
+    """The FAISS index of a run's scenes, their metadata and the glyph vectors."""
+
+    def __init__(self, index, meta: list[dict], vectors: dict, info: dict):
+        self.index, self.meta, self.vectors, self.info = index, meta, vectors, info
+
+    @staticmethod
+    def directory(run: Path | str) -> Path:
+        return Path(run) / "index"
+
+    @classmethod
+    def exists(cls, run: Path | str) -> bool:
+        return (cls.directory(run) / "meta.json").is_file()
+
+    @classmethod
+    def load(cls, run: Path | str) -> "SceneIndex":
+        import faiss
+        from safetensors.numpy import load_file
+
+        d = cls.directory(run)
+        if not cls.exists(run):
+            raise NotFound(f"run {run} has no scene index; build it with `glyph index build {run}`")
+        meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("version") != INDEX_FORMAT:
+            raise ModelError(f"{d} was written by another glyph version; rebuild it with "
+                             f"`glyph index build {run}`")
+        index = faiss.read_index(str(d / "scenes.faiss"))
+        if isinstance(index, faiss.IndexIVF):
+            index.nprobe = meta["info"].get("nprobe", IVF_NPROBE)
+        return cls(index, meta["scenes"], load_file(str(d / "vectors.safetensors")), meta["info"])
+
+    def save(self, run: Path | str) -> Path:
+        """Write ``RUN/index/`` atomically (a temp dir renamed into place)."""
+        import faiss
+        from safetensors.numpy import save_file
+
+        d = self.directory(run)
+        with publishing(d) as tmp:
+            faiss.write_index(self.index, str(tmp / "scenes.faiss"))
+            save_file(self.vectors, str(tmp / "vectors.safetensors"))
+            (tmp / "meta.json").write_text(json.dumps(
+                {"version": INDEX_FORMAT, "info": self.info, "scenes": self.meta},
+                ensure_ascii=False, indent=1), encoding="utf-8")
+        return d
+
+    # ------------------------------------------------------------ queries
+    def glyph_vector(self, symbol: str, register: str | None = None):
+        key = glyph_key(symbol, register)
+        if key not in self.vectors:
+            if register is not None and glyph_key(symbol) in self.vectors:
+                return self.vectors[glyph_key(symbol)]  # no scene of it in that register
+            raise NotFound(f"{symbol} is not in this index; train it, then run "
+                           "`glyph index build` again")
+        return self.vectors[key]
+
+    def search(self, vector, *, k: int = 5, where: Callable[[dict], bool] | None = None
+               ) -> list[Hit]:
+        """The ``k`` nearest scenes to ``vector`` (cosine) that satisfy ``where``."""
+        import numpy as np
+
+        q = np.asarray(vector, dtype="float32").reshape(1, -1)
+        n = len(self.meta)
+        want = k if where is None else n if self.info["kind"] == "flat" else min(n, max(64, 16 * k))
+        scores, ids = self.index.search(q, max(1, min(want, n)))
+        hits: list[Hit] = []
+        for s, i in zip(scores[0], ids[0]):
+            if i < 0:
+                continue
+            m = self.meta[i]
+            if where is not None and not where(m):
+                continue
+            hits.append(Hit(scene_id=m["id"], score=round(float(s), 4), glyphs=m["glyphs"],
+                            register=m["register"], level=m["level"], tier=m["tier"],
+                            lang=m["lang"], split=m["split"], text=m["text"]))
+            if len(hits) == k:
+                break
+        return hits
+
+    def neighbors(self, symbol: str, *, k: int = 5, register: str | None = None) -> list[Hit]:
+        """Nearest scenes of a glyph (from its per-register vector when ``register`` is given)."""
+        where = None if register is None else (lambda m: m["register"] == register)
+        return self.search(self.glyph_vector(symbol, register), k=k, where=where)
+
+
+def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
+          glyph_method: str = DEFAULT_GLYPH_VECTORS, scene_method: str = DEFAULT_SCENE_VECTORS,
+          kind: str = "auto", log: Callable[[str], None] | None = None) -> SceneIndex:
+    """Embed the scenes of ``glyphs`` (GlyphEntries) and the glyphs; save ``RUN/index/``.
+
+    ``encode`` turns ``(prefix, text)`` pairs into vectors (see :data:`Encoder`).
+    """
+    t0 = time.time()
+    if glyph_method not in GLYPH_VECTORS:
+        raise ConfigError(f"unknown --glyph-vectors {glyph_method!r}; use one of "
+                          f"{', '.join(GLYPH_VECTORS)}")
+    if scene_method not in SCENE_VECTORS:
+        raise ConfigError(f"unknown scene vectors {scene_method!r}; use one of "
+                          f"{', '.join(SCENE_VECTORS)}")
+    symbols = {g.symbol for g in glyphs}
+    scene_list = [s for s in corpus.scenes if s.glyph in symbols]
+    if not scene_list:
+        raise NotFound(f"no scene of run {run}'s glyphs in the corpus; add scenes first")
+    if log:
+        log(f"embedding {len(scene_list)} scenes with the base model of {run}")
+    raw = scene_vectors(encode, scene_list)
+    center = raw.mean(0, keepdims=True)
+    centred, styles = SCENE_VECTORS[scene_method](raw, scene_list)
+    unit_vecs = unit(centred).astype("float32")
+    vectors = glyph_vectors(encode, glyphs, scene_list, unit_vecs, glyph_method, list(registers),
+                            center)
+    vectors["__center__"] = center[0].astype("float32")
+    for k, v in styles.items():
+        vectors[f"__center__/{k}"] = v.astype("float32")
+    index = make_faiss_index(unit_vecs, kind=kind)
+    info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method,
+            "kind": index_kind(index), "dim": int(unit_vecs.shape[1]), "scenes": len(scene_list),
+            "corpus": corpus.fingerprint(), "run": str(Path(run).resolve()),
+            "nprobe": getattr(index, "nprobe", None), "seconds": round(time.time() - t0, 1)}
+    meta = [{"id": s.id, "glyphs": "".join(s.glyphs), "register": s.register, "level": s.level,
+             "tier": s.tier, "lang": s.lang, "split": s.split, "text": s.text}
+            for s in scene_list]
+    idx = SceneIndex(index, meta, vectors, info)
+    idx.save(run)
+    return idx

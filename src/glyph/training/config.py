@@ -1,0 +1,122 @@
+"""What defines a training run: :class:`TrainConfig`, validated data with its defaults in one place.
+
+Every field carries its help text; ``glyph train``'s options are generated from these fields
+(:func:`glyph.cli.options.config_options`), so defaults and help exist once. The config is
+saved as ``train_config.json`` in the run and checked on resume.
+
+Example::
+
+    >>> cfg = TrainConfig(out=Path("runs/x"), steps=10, lora_r=4)
+    >>> cfg.lora_alpha, cfg.total_epochs
+    (8, 3.0)
+    >>> TrainConfig(out=Path("runs/x"), lr=-1)
+    Traceback (most recent call last):
+    ...
+    glyph.errors.ConfigError: --lr must be a positive number
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..corpus.scenes import LEVELS, TIERS
+from ..errors import ConfigError
+from ..model.rows import DEFAULT_INIT, STRATEGIES
+
+DEFAULT_EPOCHS = 3.0
+
+
+def opt(default: Any = None, help: str = "", *, cli: bool = True, choices: tuple | None = None,
+        csv: bool = False, **kw) -> Any:
+    """A config field with the metadata the CLI needs (help, choices, comma-list)."""
+    meta = {"help": help, "cli": cli, "choices": choices, "csv": csv}
+    if isinstance(default, (list, dict, set)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run (saved as ``train_config.json``; checked on resume)."""
+
+    out: Path = opt(None, "the run directory to write")
+    base: str | None = opt(None, "local model dir or hub id (default: the embedded tiny Qwen3)")
+    tiers: tuple[str, ...] = opt(TIERS, "corpus tiers to train on", csv=True, choices=TIERS)
+    registers: tuple[str, ...] = opt((), "registers to train on (default: all)", csv=True)
+    levels: tuple[str, ...] = opt((), "levels to train on (default: all)", csv=True,
+                                  choices=LEVELS)
+    steps: int | None = opt(None, "optimizer steps (default: --epochs)")
+    epochs: float | None = opt(None, f"passes over the data (default {DEFAULT_EPOCHS:g} when "
+                               "--steps is not given)")
+    batch_size: int = opt(8, "scenes per step")
+    max_len: int = opt(192, "tokens per example (prompt + scene), longer ones are cut")
+    lr: float = opt(2e-3, "LoRA learning rate")
+    embedding_lr: float = opt(2e-2, "learning rate of the glyph rows")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int | None = opt(None, "LoRA alpha (default: 2 × rank)")
+    init: str = opt(DEFAULT_INIT, "glyph row initialisation (default: the measured best)",
+                    choices=tuple(STRATEGIES))
+    seed: int = opt(0, "seed of adapter init and data order")
+    eval_every: int = opt(25, "steps between held-out loss checks")
+    eval_examples: int = opt(32, "held-out examples scored at each check", cli=False)
+    save_every: int = opt(25, "steps between checkpoints")
+    strict: bool = opt(False, "error (not warn) on glyphs without scenes")
+    fraction: float = opt(1.0, "train on this deterministic share of the scenes")
+
+    def __post_init__(self) -> None:
+        if self.out is None:
+            raise ConfigError("a run needs an output directory (out)")
+        self.out = Path(self.out)
+        for k in ("tiers", "registers", "levels"):
+            setattr(self, k, tuple(getattr(self, k) or ()))
+        if self.lora_alpha is None:
+            self.lora_alpha = 2 * self.lora_r
+        self._check()
+
+    def _check(self) -> None:
+        if self.steps is not None and self.epochs is not None:
+            raise ConfigError("pass either --steps or --epochs, not both")
+        for k in ("batch_size", "max_len", "lora_r", "lora_alpha", "save_every", "eval_every",
+                  "eval_examples"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"--{k.replace('_', '-')} must be an integer >= 1")
+        if self.steps is not None and self.steps < 1 or self.epochs is not None and self.epochs <= 0:
+            raise ConfigError("--steps / --epochs must be positive")
+        for k in ("lr", "embedding_lr"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ConfigError(f"--{k.replace('_', '-')} must be a positive number")
+        bad = [t for t in self.tiers if t not in TIERS]
+        if bad or not self.tiers:
+            raise ConfigError(f"unknown tier(s) {bad}; use {','.join(TIERS)}")
+        bad = [lv for lv in self.levels if lv not in LEVELS]
+        if bad:
+            raise ConfigError(f"unknown level(s) {bad}; use {','.join(LEVELS)}")
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"--fraction {self.fraction} must be in (0, 1]")
+        if self.init not in STRATEGIES:
+            raise ConfigError(f"unknown --init {self.init!r}; use {', '.join(STRATEGIES)}")
+
+    @property
+    def total_epochs(self) -> float:
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["out"] = str(self.out)
+        for k in ("tiers", "registers", "levels"):
+            d[k] = list(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict, **override) -> "TrainConfig":
+        """A config from ``train_config.json`` (unknown keys refused), with ``override`` applied."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"train_config.json has unknown key(s) {sorted(unknown)}; it was "
+                              "written by another glyph version: start the run again")
+        return cls(**{**data, **override})

@@ -1,0 +1,80 @@
+"""Training data: scenes become examples, examples become a schedule of batches, batches tensors.
+
+An example is ``glyph + header → scene text + end of text`` (``⟁\\n⟨poetry · micro · en⟩\\n``
+then the scene), with labels on the scene text only. The schedule is deterministic and never
+mixes triggers in a batch: each step trains the one adapter its glyphs activate.
+
+Example::
+
+    >>> ex = encode_example(tok, scene, "⟁", "initiation", max_len=192, eos=151643)  # doctest: +SKIP
+    >>> plan = schedule(examples, batch_size=8, seed=0, steps=None, epochs=3)       # doctest: +SKIP
+    >>> ids, mask, labels = collate([examples[i] for i in plan[0][1]], pad_id=151643)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+IGNORE = -100  # label of a position that is not scored
+
+
+@dataclass
+class Example:
+    scene_id: str
+    trigger: str
+    ids: list[int]
+    labels: list[int]
+
+
+def encode_example(tok, scene, glyph_str: str, trigger: str, max_len: int, eos: int) -> Example:
+    """prompt (glyphs + register/level) → scene text + ``eos``; labels only on the text."""
+    p = tok.encode(scene.prompt(glyph_str), add_special_tokens=False).ids
+    t = tok.encode(scene.text, add_special_tokens=False).ids + [eos]
+    ids = (p + t)[:max_len]
+    labels = ([IGNORE] * len(p) + t)[:max_len]
+    return Example(scene.id, trigger, ids, labels)
+
+
+def build_examples(reg, selected, tok, max_len: int) -> list[Example]:
+    """One example per scene, with its own glyphs and its glyph's trigger."""
+    by_symbol = {g.symbol: g for g in reg.active()}
+    eos = reg.family.endoftext_id
+    return [encode_example(tok, s, "".join(s.glyphs), by_symbol[s.glyph].trigger, max_len, eos)
+            for s in selected]
+
+
+def schedule(examples: list[Example], batch_size: int, seed: int, *, steps: int | None,
+             epochs: float) -> list[tuple[str, list[int]]]:
+    """Deterministic list of (trigger, example indices): batches never mix triggers."""
+    rng = random.Random(seed)
+    by_trigger: dict[str, list[int]] = {}
+    for i, e in enumerate(examples):
+        by_trigger.setdefault(e.trigger, []).append(i)
+    per_epoch = sum(math.ceil(len(v) / batch_size) for v in by_trigger.values())
+    total = steps if steps is not None else max(1, round(per_epoch * epochs))
+    out: list[tuple[str, list[int]]] = []
+    while len(out) < total:
+        epoch = []
+        for t in sorted(by_trigger):
+            idx = by_trigger[t][:]
+            rng.shuffle(idx)
+            epoch += [(t, idx[i: i + batch_size]) for i in range(0, len(idx), batch_size)]
+        rng.shuffle(epoch)
+        out += epoch
+    return out[:total]
+
+
+def collate(batch: list, pad_id: int):
+    """Pad examples (``.ids``, ``.labels``) into ``(input_ids, attention_mask, labels)``."""
+    import torch
+
+    n = max(len(e.ids) for e in batch)
+    ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), n), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), n), dtype=torch.long)
+    for i, e in enumerate(batch):
+        ids[i, : len(e.ids)] = torch.tensor(e.ids)
+        labels[i, : len(e.labels)] = torch.tensor(e.labels)
+        mask[i, : len(e.ids)] = 1
+    return ids, mask, labels

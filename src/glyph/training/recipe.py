@@ -1,0 +1,336 @@
+"""Training as a recipe: setup → step → loop → save, readable top to bottom.
+
+What trains: the embedding rows of the glyphs (peft ``trainable_token_indices``) and one LoRA
+adapter per trigger on the family's linear layers; nothing else. Batches never mix
+triggers, so each step trains the adapter its glyphs activate plus their rows (with a
+separate learning rate). The forward pass is :class:`glyph.training.loss.GlyphLM` (logits
+only where labels exist; same maths as peft's own forward, which a test checks).
+
+peft adapters are saved with ``save_embedding_layers=False`` so an adapter holds its glyph
+rows + LoRA, never a full embedding matrix.
+
+Training goes through accelerate: ``accelerate launch -m glyph.cli train …`` runs the same
+recipe in several processes (each takes its slice of every batch; the loss is weighted by
+label tokens across processes, so the gradient equals the one-process gradient; only the
+main process writes the run directory). A test checks two CPU processes against one.
+
+Example::
+
+    >>> recipe = Recipe(TrainConfig(out=Path("runs/x"), steps=10))   # doctest: +SKIP
+    >>> recipe.setup()                                                # doctest: +SKIP
+    >>> stats = recipe.step(*recipe.plan[0])                          # doctest: +SKIP
+    >>> recipe.loop(); result = recipe.save()                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..corpus import scenes
+from ..errors import TrainingError
+from ..model import base as base_mod
+from ..model import rows as rows_mod
+from ..model.adapters import active
+from ..run import Run
+from ..run.directory import now, versions
+from ..run.manifest import GlyphEntry, Manifest
+from ..vocab import registry, sources
+from ..vocab import tokenizer as tk
+from . import checkpoint
+from .config import TrainConfig
+from .data import Example, build_examples, collate, schedule
+
+
+@dataclass
+class RunResult:
+    out: Path
+    steps: int
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass
+class StepStats:
+    """One optimizer step: the trigger, the mean loss over the batch's label tokens, their count."""
+
+    step: int
+    trigger: str
+    loss: float
+    tokens: int
+    seconds: float
+
+
+def attach_adapters(base_model, reg, triggers: list[str], cfg: TrainConfig, init_rows: dict):
+    """One LoRA adapter per trigger, each training only its own glyphs' rows."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from .loss import embedding_layer
+
+    peft_model = None
+    for t in triggers:
+        ids = [g.id for g in reg.active() if g.trigger == t]
+        lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                        target_modules=list(reg.family.lora_targets),
+                        trainable_token_indices=ids, task_type="CAUSAL_LM")
+        if peft_model is None:
+            peft_model = get_peft_model(base_model, lc, adapter_name=t)
+        else:
+            peft_model.add_adapter(t, lc)
+    emb = embedding_layer(peft_model)
+    with torch.no_grad():  # our init goes into the adapter, the base stays bit-identical
+        for t in triggers:
+            for j, gid in enumerate(emb.token_indices[t]):
+                emb.trainable_tokens_delta[t][j].copy_(init_rows[gid])
+    return peft_model
+
+
+class Recipe:
+    """One training run. ``setup`` → ``step`` (one optimizer step) → ``loop`` → ``save``."""
+
+    def __init__(self, cfg: TrainConfig, *, log: Callable[[str], None] = print,
+                 progress: bool = True):
+        self.cfg, self.log, self.progress = cfg, log, progress
+        self.run = Run(cfg.out)
+        self.step_no, self.loss_log = 0, []
+        self.tokens, self.seconds = 0, 0.0
+
+    # ------------------------------------------------------------ setup
+    def setup(self, *, resume: bool = False, overwrite: bool = False) -> "Recipe":
+        """Data first (fails fast, before any model loads), then model, adapters, optimizer."""
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.accelerator = Accelerator(cpu=not _cuda(), kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=True)])
+        self.main = self.accelerator.is_main_process
+        saved = None
+        if self.main:  # only the main process touches the directory; the others read it after
+            saved = self.run.prepare(self.cfg.to_dict(), resume=resume, overwrite=overwrite)
+        self.accelerator.wait_for_everyone()
+        if not self.main and resume:
+            saved = self.run.prepare(self.cfg.to_dict(), resume=True, overwrite=False)
+        if saved is not None:
+            self.cfg = TrainConfig.from_dict(saved, out=self.cfg.out)
+        self._setup_data()
+        self._setup_model()
+        if resume:
+            self.step_no, self.loss_log = checkpoint.restore(self.run, self.peft_model, self.opt,
+                                                             self.sched)
+            self.log(f"resuming from step {self.step_no}/{len(self.plan)}")
+        if self.main:
+            self.run.write_train_config(self.cfg.to_dict())
+        return self
+
+    def _setup_data(self) -> None:
+        cfg = self.cfg
+        self.reg = registry.load()
+        self.corpus = scenes.load_corpus(self.reg)
+        act = {g.symbol: g for g in self.reg.active()}
+        selected = [s for s in self.corpus.select(split="train", tiers=cfg.tiers,
+                                                  registers=cfg.registers or None,
+                                                  levels=cfg.levels or None) if s.glyph in act]
+        if cfg.fraction < 1:
+            selected = [s for s in selected if scenes.in_fraction(s.id, cfg.fraction)]
+        untrained = [g for g in self.reg.active() if not any(s.glyph == g.symbol for s in selected)]
+        if untrained:
+            names = ", ".join(f"{g.symbol} {g.name}" for g in untrained)
+            if cfg.strict:
+                raise TrainingError(f"no training scenes for {names}; add scenes or drop --strict")
+            self.log(f"warning: no training scenes for {names}: their rows stay at init")
+        if not selected:
+            raise TrainingError("no training scenes match --tiers/--registers/--levels")
+        self.selected = selected
+        self.triggers = sorted({act[s.glyph].trigger for s in selected})
+        self.held_scenes = [s for s in self.corpus.select(split="heldout", tiers=cfg.tiers)
+                            if s.glyph in act and act[s.glyph].trigger in self.triggers]
+        if cfg.base is not None:
+            base_mod.check_base(base_mod.resolve_base(cfg.base)[1])
+
+    def _setup_model(self) -> None:
+        import torch
+
+        cfg, reg = self.cfg, self.reg
+        base_where = None if cfg.base is None else str(base_mod.resolve_base(cfg.base)[1])
+        if self.main:
+            self.tok_report = tk.build_glyph_tokenizer(reg.active(), self.run.tokenizer_dir,
+                                                       base=base_where, fam=reg.family)
+        self.accelerator.wait_for_everyone()
+        tok = sources.load(self.run.tokenizer_dir)
+        with torch.random.fork_rng(devices=[]):  # seeded adapter init; the caller's RNG untouched
+            torch.manual_seed(cfg.seed)
+            base_model, self.info = base_mod.load_base(cfg.base, min_rows=max(
+                g.id for g in reg.glyphs) + 1, corpus=self.corpus, log=self.log)
+            glyphs = [g for g in reg.active() if g.trigger in self.triggers]
+            init = rows_mod.init_rows(
+                base_model, glyphs, cfg.init,
+                lambda text: tok.encode(text, add_special_tokens=False).ids,
+                first_glyph_id=reg.family.first_glyph_id, seed=cfg.seed)
+            self.peft_model = attach_adapters(base_model, reg, self.triggers, cfg,
+                                              {g.id: init[i] for i, g in enumerate(glyphs)})
+        from .loss import GlyphLM
+
+        self.glm = GlyphLM(self.peft_model, self.info.tied)
+        self.examples = build_examples(reg, self.selected, tok, cfg.max_len)
+        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len)
+        self.plan = schedule(self.examples, cfg.batch_size, cfg.seed, steps=cfg.steps,
+                             epochs=cfg.total_epochs)
+        self.pad_id = reg.family.endoftext_id
+        params = checkpoint.trainable(self.peft_model)
+        for p in params.values():  # every adapter takes part in (distributed) training
+            p.requires_grad_(True)
+        lora = [p for n, p in params.items() if "lora_" in n]
+        rows = [p for n, p in params.items() if "trainable_tokens_delta" in n]
+        self.opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr, "weight_decay": 0.0},
+                                      {"params": rows, "lr": cfg.embedding_lr,
+                                       "weight_decay": 0.0}])
+        total = len(self.plan)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / 10)
+                                                       * (0.1 + 0.45 * (1 + math.cos(
+                                                           math.pi * s / max(1, total)))))
+        self.model, self.opt = self.accelerator.prepare(self.glm, self.opt)
+
+    # ------------------------------------------------------------ step
+    def step(self, trigger: str, idx: list[int]) -> StepStats:
+        """One optimizer step on examples ``idx`` of ``trigger`` (this process's slice of them)."""
+        import torch
+
+        t0 = time.time()
+        acc = self.accelerator
+        rank, world = acc.process_index, acc.num_processes
+        mine = idx[rank::world]
+        batch = [self.examples[i] for i in (mine or idx[:1])]
+        ids, mask, labels = (x.to(acc.device) for x in collate(batch, self.pad_id))
+        with active(self.peft_model, trigger):
+            # through the (DDP-wrapped, when distributed) module, so gradient hooks see it
+            nll, sel = self.model(ids, mask, labels, trigger, per_token=True)
+            n_local = int(sel.sum()) if mine else 0
+            total_tokens = n_local if world == 1 else int(acc.reduce(
+                torch.tensor(n_local, device=acc.device), reduction="sum"))
+            local_sum = nll.sum() * (1.0 if mine else 0.0)
+            # DDP averages gradients over processes: scale so the sum is the global token mean
+            loss = local_sum * world / max(1, total_tokens)
+            mean = (local_sum.detach() if world == 1 else acc.reduce(
+                local_sum.detach(), reduction="sum")) / max(1, total_tokens)
+            if not torch.isfinite(mean):
+                raise TrainingError(
+                    f"loss became {mean.item()} at step {self.step_no + 1} (trigger {trigger}); "
+                    f"the last good checkpoint ({checkpoint.latest(self.run)}) is kept: lower "
+                    "--lr / --embedding-lr and run again with --resume")
+            self.opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            acc.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]
+                                 if p.grad is not None], 1.0)
+            self.opt.step()
+        self.sched.step()
+        self.step_no += 1
+        return StepStats(self.step_no, trigger, mean.item(), total_tokens, time.time() - t0)
+
+    # ------------------------------------------------------------ loop
+    def loop(self, on_step: Callable[[StepStats], None] | None = None) -> None:
+        """Run the remaining steps: log, evaluate, checkpoint; ``on_step`` sees every step."""
+        from tqdm import tqdm
+
+        cfg, total = self.cfg, len(self.plan)
+        bar = tqdm(total=total, initial=self.step_no, desc="train", unit="step",
+                   disable=not self.progress or not self.main, mininterval=1.0,
+                   dynamic_ncols=True)
+        self.glm.train()
+        while self.step_no < total:
+            stats = self.step(*self.plan[self.step_no])
+            self.tokens += stats.tokens
+            self.seconds += stats.seconds
+            rec = {"step": stats.step, "trigger": stats.trigger, "loss": round(stats.loss, 5),
+                   "lr": self.sched.get_last_lr()[0]}
+            if stats.step % cfg.eval_every == 0 or stats.step == total:
+                rec["heldout_loss"] = round(self.heldout_loss(self.held[: cfg.eval_examples]), 5)
+            self.loss_log.append(rec)
+            bar.set_postfix(loss=f"{rec['loss']:.3f}",
+                            tok_s=f"{self.tokens / max(self.seconds, 1e-9):.0f}",
+                            **({"heldout": f"{rec['heldout_loss']:.3f}"}
+                               if "heldout_loss" in rec else {}))
+            bar.update(1)
+            if stats.step % cfg.save_every == 0 and stats.step < total and self.main:
+                checkpoint.save(self.run, stats.step, self.peft_model, self.opt, self.loss_log)
+            if on_step is not None:
+                on_step(stats)
+        bar.close()
+
+    def heldout_loss(self, examples: list[Example]) -> float:
+        """Mean per-token loss over ``examples``, each with its own trigger's adapter."""
+        import torch
+
+        if not examples:
+            return float("nan")
+        total, count = 0.0, 0
+        self.glm.eval()
+        by_t: dict[str, list[Example]] = {}
+        for e in examples:
+            by_t.setdefault(e.trigger, []).append(e)
+        with torch.no_grad():
+            for t, exs in sorted(by_t.items()):
+                with active(self.peft_model, t):
+                    for i in range(0, len(exs), self.cfg.batch_size):
+                        ids, mask, labels = collate(exs[i: i + self.cfg.batch_size], self.pad_id)
+                        loss, n = self.glm(ids, mask, labels, t)
+                        total += loss.item() * n
+                        count += n
+        self.glm.train()
+        return total / max(1, count)
+
+    # ------------------------------------------------------------ save
+    def save(self) -> RunResult:
+        """Final held-out loss, then (main process only) adapters, loss log and manifest."""
+        metrics = {"train_loss_last": self.loss_log[-1]["loss"],
+                   "heldout_loss": self.heldout_loss(self.held),
+                   "heldout_examples": len(self.held), "train_examples": len(self.examples),
+                   "steps": len(self.plan), "seconds": round(self.seconds, 1),
+                   "label_tokens_per_s": round(self.tokens / max(self.seconds, 1e-9), 1)}
+        if self.main:
+            self.run.publish(self.manifest(metrics), peft_model=self.peft_model,
+                             loss_log=self.loss_log)
+        self.accelerator.wait_for_everyone()
+        return RunResult(out=self.run.path, steps=len(self.plan), metrics=metrics)
+
+    def manifest(self, metrics: dict) -> Manifest:
+        reg = self.reg
+        return Manifest(
+            glyphs=tuple(GlyphEntry(g.symbol, g.id, g.name, g.trigger, g.kind, g.meaning)
+                         for g in reg.active() if g.trigger in self.triggers),
+            triggers={t: f"adapters/{t}" for t in self.triggers},
+            base=self.info, tokenizer="tokenizer",
+            registry={"path": str(reg.path), "fingerprint": reg.fingerprint()},
+            registers=tuple(reg.registers),
+            corpus={"fingerprint": self.corpus.fingerprint(), "train_scenes": len(self.selected),
+                    "heldout_scenes": len(self.corpus.select(split="heldout"))},
+            config=self.cfg.to_dict(), metrics=metrics, versions=versions(), created=now())
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
+          log: Callable[[str], None] = print, progress: bool = True,
+          on_step: Callable[[StepStats], None] | None = None) -> RunResult:
+    """Train glyph rows + LoRA triggers into the run directory ``cfg.out``; return the result.
+
+    ``on_step`` is called after every optimizer step (progress reporting, early stopping by
+    raising). Example::
+
+        >>> res = train(TrainConfig(out=Path("runs/mine"), steps=100))   # doctest: +SKIP
+        >>> res.metrics["heldout_loss"]                                   # doctest: +SKIP
+    """
+    recipe = Recipe(cfg, log=log, progress=progress).setup(resume=resume, overwrite=overwrite)
+    recipe.loop(on_step)
+    return recipe.save()
+
+
+def default_out() -> Path:
+    from .. import paths
+
+    return paths.home() / "runs" / "default"

@@ -1,0 +1,213 @@
+"""The glyph tokenizer: a base tokenizer plus exactly one token per glyph.
+
+:func:`build_glyph_tokenizer` adds the registry's glyphs as normal (non-special) added tokens
+at their registry ids, so ``decode(..., skip_special_tokens=True)`` keeps them and plain
+``transformers.AutoTokenizer`` loads the result without glyph installed. Where the base
+comes from (the family's tokenizer rebuilt offline, a directory, the hub) is
+:mod:`glyph.vocab.sources`; :func:`tokenize` shows what a text becomes.
+
+Only the standard library is imported at module level (``tokenizers`` is imported inside the
+functions that need it), so registry commands start fast and nothing here pulls in torch.
+
+Example::
+
+    >>> report = build_glyph_tokenizer(registry.load().active(), "build/tok")  # doctest: +SKIP
+    >>> tokenize("⟁ x", load(project_tokenizer()))                            # doctest: +SKIP
+    [(151669, '⟁'), (856, ' x')]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
+
+from .. import paths
+from ..errors import TokenizerError
+from ..files import cached, publishing
+from .family import BaseFamily, family as get_family
+from .qwen import from_byte_level
+from .sources import append_at, write_tokenizer_dir, base_tokenizer_dir, load, load_base
+
+if TYPE_CHECKING:  # pragma: no cover
+    import tokenizers
+
+__all__ = ["BuildReport", "BuildRow", "build_glyph_tokenizer", "project_tokenizer", "tokenize",
+           "load", "load_base", "base_tokenizer_dir", "RESERVED_FORMAT"]
+
+RESERVED_FORMAT = "<|glyph_reserved_{}|>"
+
+
+# ================================================================ the glyph tokenizer
+class BuildRow(NamedTuple):
+    """One glyph of a build: its cost under the base (in tokens) and how it got its id."""
+
+    symbol: str
+    name: str
+    id: int
+    cost_before: int
+    kind: str  # "added" (a new token) or "claimed" (already one Qwen token)
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_glyph_tokenizer` wrote: one row per active glyph, and the placeholders."""
+
+    out: Path
+    rows: list[BuildRow] = field(default_factory=list)
+    reserved: list[int] = field(default_factory=list)
+
+
+def _refuse_foreign_out(out: Path) -> None:
+    if out.is_file():
+        raise TokenizerError(f"{out} is a file; choose an empty --out directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / "glyph_tokens.json").is_file():
+        raise TokenizerError(f"{out} holds other files; choose an empty --out (glyph only "
+                             "replaces directories it wrote itself)")
+
+
+def _check_ids(active: list, fam: BaseFamily) -> None:
+    """Every active glyph has its own symbol and id, and no id is one of the family's own."""
+    seen_ids: dict[int, Any] = {}
+    seen_symbols: dict[str, Any] = {}
+    for g in active:
+        for seen, key in ((seen_ids, g.id), (seen_symbols, g.symbol)):
+            if key in seen:
+                raise TokenizerError(f"{g.symbol} '{g.name}' and {seen[key].symbol} "
+                                     f"'{seen[key].name}' share {key!r}; every active glyph "
+                                     "needs its own symbol and id (check the registry)")
+            seen[key] = g
+        if g.id in fam.reserved_ids:
+            r = fam.reserved_ids
+            raise TokenizerError(f"{g.symbol} '{g.name}' has id {g.id}, one of {fam.added_label} "
+                                 f"({r.start}..{r.stop - 1}); glyph ids start at "
+                                 f"{fam.first_glyph_id}: fix its id in the registry")
+
+
+def _cost_row(g, tok, size: int, fam: BaseFamily) -> BuildRow:
+    """How ``g`` encodes under the base, checked against how it gets its id."""
+    before = tok.encode(g.symbol, add_special_tokens=False).ids
+    if g.id < fam.base_vocab_size:
+        if before != [g.id]:
+            raise TokenizerError(
+                f"{g.symbol} '{g.name}' claims {fam.display} token {g.id}, but the base encodes it as "
+                f"{before}; give it the id {before[0] if len(before) == 1 else 'next_id'} in "
+                "the registry")
+        return BuildRow(g.symbol, g.name, g.id, 1, "claimed")
+    if g.id < size:
+        raise TokenizerError(
+            f"{g.symbol} '{g.name}' has id {g.id}, but the base tokenizer already has {size} "
+            f"tokens (ids up to {size - 1}), so that id is taken; use a base with at most "
+            f"{fam.first_glyph_id} tokens ({fam.description})")
+    if len(before) == 1 and before[0] < fam.base_vocab_size:
+        raise TokenizerError(
+            f"{g.symbol} '{g.name}' is already {fam.display} token {before[0]}; a second token "
+            f"would change how ordinary text reads it: set its id to {before[0]} (claimed) in "
+            "the registry")
+    return BuildRow(g.symbol, g.name, g.id, len(before), "added")
+
+
+def build_glyph_tokenizer(glyphs: Iterable[Any], out: Path | str, base: str | None = None,
+                          fam: BaseFamily | None = None) -> BuildReport:
+    """Write a HF tokenizer dir at ``out``: the base plus every active glyph as one token.
+
+    ``glyphs`` are objects with ``symbol``, ``id``, ``name`` and ``active``. A glyph whose id
+    is below the family's vocabulary size *claims* that existing token (checked, nothing
+    added); a glyph with an id from the family's first glyph id up becomes a normal added
+    token at exactly that id, and every unused id in between gets a special
+    ``<|glyph_reserved_N|>`` placeholder so ids never move. ``out`` is replaced atomically;
+    a non-empty directory glyph did not write is refused. Example::
+
+        >>> report = build_glyph_tokenizer(registry.load().active(), "build/tok")  # doctest: +SKIP
+        >>> [(r.symbol, r.cost_before, r.id, r.kind) for r in report.rows][:1]     # doctest: +SKIP
+        [('⟁', 2, 151669, 'added')]
+    """
+    fam = fam or get_family()
+    out = Path(out)
+    _refuse_foreign_out(out)
+    glyphs = list(glyphs)
+    active = [g for g in glyphs if g.active]
+    _check_ids(active, fam)
+    tok, _, config = load_base(base)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    report = BuildReport(out=out, rows=[_cost_row(g, tok, size, fam) for g in active])
+    added = {r.id: r for r in report.rows if r.kind == "added"}
+
+    # every id from the base's end to the highest glyph id is filled, so ids never move
+    top = max([g.id for g in glyphs if g.id >= fam.first_glyph_id], default=size - 1)
+    items = []
+    for tid in range(size, top + 1):
+        if tid in added:
+            items.append((tid, added[tid].symbol, False))
+        else:
+            items.append((tid, RESERVED_FORMAT.format(tid), True))
+            report.reserved.append(tid)
+    try:
+        append_at(tok, items)
+    except TokenizerError as e:
+        raise TokenizerError(f"{e}; the base cannot host these glyph ids") from None
+    for g in active:
+        got = tok.encode(g.symbol, add_special_tokens=False).ids
+        if got != [g.id]:
+            raise TokenizerError(f"{g.symbol} '{g.name}' encodes to {got}, not [{g.id}], after "
+                                 "adding it; report this as a glyph bug")
+
+    meta = {"version": 1, "base": base if base is not None else "qwen3-rebuilt",
+            "family": fam.name,
+            "glyphs": [{"symbol": r.symbol, "name": r.name, "id": r.id, "kind": r.kind}
+                       for r in report.rows],
+            "reserved": report.reserved}
+    _refuse_foreign_out(out)  # again: it may have changed while the base was loading
+    with publishing(out) as tmp:
+        write_tokenizer_dir(tmp, tok, config, extra={"glyph_tokens.json": meta})
+    return report
+
+
+def project_tokenizer(registry: Any = None) -> Path:
+    """The glyph tokenizer of the current registry, cached in ``$GLYPH_HOME`` by fingerprint.
+
+    Example::
+
+        >>> tokenize("⟁", load(project_tokenizer()))          # doctest: +SKIP
+        [(151669, '⟁')]
+    """
+    from . import registry as registry_mod
+
+    reg = registry if registry is not None else registry_mod.load()
+    d = paths.home() / "tokenizers" / f"glyph-{reg.fingerprint()}"
+    return cached(d, lambda tmp: build_glyph_tokenizer(reg.glyphs, tmp, fam=reg.family),
+                  done="glyph_tokens.json")
+
+
+# ================================================================ showing tokens
+def _readable(data: bytes) -> str:
+    """UTF-8 text where possible; bytes that are not (part of) a whole character as ``<0xF0>``."""
+    out, rest = [], data
+    while rest:
+        try:
+            out.append(rest.decode("utf-8"))
+            break
+        except UnicodeDecodeError as e:
+            out.append(rest[: e.start].decode("utf-8"))
+            out.extend(f"<0x{b:02X}>" for b in rest[e.start: e.end])
+            rest = rest[e.end:]
+    return "".join(out)
+
+
+def tokenize(text: str, tok: "tokenizers.Tokenizer") -> list[tuple[int, str]]:
+    """``(id, piece)`` for each token of ``text``; pieces join back to the (NFC) text.
+
+    A token that is only part of a character shows its bytes as ``<0xF0><0x9F>``. Example::
+
+        >>> tokenize("⟁ x", load(project_tokenizer()))        # doctest: +SKIP
+        [(151669, '⟁'), (856, ' x')]
+    """
+    added = {tid: at.content for tid, at in tok.get_added_tokens_decoder().items()}
+    pieces = []
+    for tid in tok.encode(text, add_special_tokens=False).ids:
+        if tid in added:
+            pieces.append((tid, added[tid]))
+            continue
+        raw = from_byte_level(tok.id_to_token(tid) or "")
+        pieces.append((tid, _readable(raw) if raw is not None
+                       else tok.decode([tid], skip_special_tokens=False)))
+    return pieces
