@@ -199,18 +199,6 @@ def test_existing_token_id():
     assert qwen.existing_token_id("!") == 0  # the very first line of the ranks file
 
 
-def test_existing_token_id_is_fast():
-    qwen._ranks_blob.cache_clear()
-    t0 = time.perf_counter()
-    qwen.existing_token_id("⬡")
-    cold = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for s in "☿⬡∮△⟁🜂":
-        qwen.existing_token_id(s)
-    warm = (time.perf_counter() - t0) / 6
-    assert cold < 0.2 and warm < 0.03, (cold, warm)
-
-
 def test_existing_token_id_agrees_with_the_tokenizer(base_tok):
     for s in "☿⬡∮△☉→⇒∞⊙Δ☯◯✶🔥∴⟁🜂🫁🜄⟐":
         ids = base_tok.encode(s, add_special_tokens=False).ids

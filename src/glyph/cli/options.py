@@ -38,13 +38,13 @@ def _option(f):
     help_ = meta.get("help", "")
     if str(f.type) == "bool":
         return click.option(name, f.name, is_flag=True, default=False, help=help_)
+    # the default stays None in click (so the config's own default applies), and is shown
     if meta.get("csv"):
-        shown = ",".join(default) if default else None
         extra = f" (one or more of {', '.join(meta['choices'])})" if meta.get("choices") else ""
-        return click.option(name, f.name, default=None, help=f"comma list: {help_}{extra}",
-                            show_default=shown or False)
-    return click.option(name, f.name, type=_click_type(f), default=None, help=help_,
-                        show_default=str(default) if default is not None else False)
+        shown = f"  [default: {','.join(default)}]" if default else ""
+        return click.option(name, f.name, default=None, help=f"comma list: {help_}{extra}{shown}")
+    shown = f"  [default: {default}]" if default is not None else ""
+    return click.option(name, f.name, type=_click_type(f), default=None, help=help_ + shown)
 
 
 def config_options(cls, *, exclude: set[str] = frozenset()):

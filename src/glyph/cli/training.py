@@ -22,6 +22,8 @@ def train(out: Path, resume: bool, overwrite: bool, **options) -> None:
 
     cfg = config_from_options(TrainConfig, options, out=out)
     res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: click.echo(m, err=True))
+    if not res.main:
+        return  # a distributed run: the main process reports
     m = res.metrics
     click.echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
                f"held-out loss {m['heldout_loss']:.3f} ({m['heldout_examples']} scenes) → {res.out}")

@@ -49,6 +49,7 @@ class RunResult:
     out: Path
     steps: int
     metrics: dict = field(default_factory=dict)
+    main: bool = True  # False in the other processes of a distributed run
 
 
 @dataclass
@@ -106,6 +107,8 @@ class Recipe:
         self.accelerator = Accelerator(cpu=not _cuda(), kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=True)])
         self.main = self.accelerator.is_main_process
+        if not self.main:  # one voice: the other processes of a distributed run stay quiet
+            self.log = lambda message: None
         saved = None
         if self.main:  # only the main process touches the directory; the others read it after
             saved = self.run.prepare(self.cfg.to_dict(), resume=resume, overwrite=overwrite)
@@ -287,12 +290,13 @@ class Recipe:
                    "heldout_loss": self.heldout_loss(self.held),
                    "heldout_examples": len(self.held), "train_examples": len(self.examples),
                    "steps": len(self.plan), "seconds": round(self.seconds, 1),
+                   "processes": self.accelerator.num_processes,
                    "label_tokens_per_s": round(self.tokens / max(self.seconds, 1e-9), 1)}
         if self.main:
             self.run.publish(self.manifest(metrics), peft_model=self.peft_model,
                              loss_log=self.loss_log)
         self.accelerator.wait_for_everyone()
-        return RunResult(out=self.run.path, steps=len(self.plan), metrics=metrics)
+        return RunResult(out=self.run.path, steps=len(self.plan), metrics=metrics, main=self.main)
 
     def manifest(self, metrics: dict) -> Manifest:
         reg = self.reg
