@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "glyph"
 # data-flow order: a module may import its own layer and the ones before it, never after
-LAYERS = ["errors", "paths", "files", "vocab", "corpus", "model", "run", "training", "serving",
+LAYERS = ["errors", "paths", "files", "gguf", "vocab", "corpus", "model", "run", "training", "serving",
           "evaluation", "demo", "cli"]
 
 

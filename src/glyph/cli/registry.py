@@ -109,15 +109,17 @@ def tokenizer() -> None:
 
 
 @tokenizer.command("build")
-@click.option("--base", default=None, help="local dir or hub id of a Qwen-family tokenizer "
-              "(default: Qwen3's, rebuilt offline)")
+@click.option("--base", default=None, help="local dir, .gguf file or hub id of a Qwen-family "
+              "model or tokenizer (default: Qwen3's, rebuilt offline)")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 def tokenizer_build(base: str | None, out: Path) -> None:
     """Write a Hugging Face tokenizer dir with every active glyph as one token."""
     from ..vocab import registry
     from ..vocab import tokenizer as tk
 
-    report = tk.build_glyph_tokenizer(registry.load().active(), out, base=base)
+    reg = registry.load()
+    report = tk.build_glyph_tokenizer(reg.active(), out, base=base, fam=reg.family,
+                                      log=lambda m: click.echo(m, err=True))
     click.echo(f"{'glyph':<6}{'name':<14}{'before':>7}  {'id':>7}  kind")
     for r in report.rows:
         click.echo(f"{r.symbol:<6}{r.name:<14}{r.cost_before:>7}  {r.id:>7}  {r.kind}")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from ..gguf import converted, is_gguf
 from ..vocab.family import DEFAULT_FAMILY
 from .tiny import DEFAULT_NAME, default_base_dir
 
@@ -61,6 +62,8 @@ def resolve_base(base: str | None, corpus=None, log=None) -> tuple[str, Path | s
     """(display name, path-or-hub-id) of the base to load."""
     if base is None:
         return DEFAULT_NAME, default_base_dir(corpus, log=log)
+    if is_gguf(base):
+        return base, converted(base, log=log)
     p = Path(base).expanduser()
     if p.exists():
         if not p.is_dir() or not (p / "config.json").is_file():

@@ -42,7 +42,8 @@ class TrainConfig:
     """Everything that defines a run (saved as ``train_config.json``; checked on resume)."""
 
     out: Path = opt(None, "the run directory to write")
-    base: str | None = opt(None, "local model dir or hub id (default: the embedded tiny Qwen3)")
+    base: str | None = opt(None, "local model dir, .gguf file or hub id (default: the embedded "
+                           "tiny Qwen3)")
     tiers: tuple[str, ...] = opt(TIERS, "corpus tiers to train on", csv=True, choices=TIERS)
     registers: tuple[str, ...] = opt((), "registers to train on (default: all)", csv=True)
     levels: tuple[str, ...] = opt((), "levels to train on (default: all)", csv=True,

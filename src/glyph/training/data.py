@@ -44,9 +44,35 @@ def build_examples(reg, selected, tok, max_len: int) -> list[Example]:
             for s in selected]
 
 
+def _batches(idx: list[int], examples: list[Example], batch_size: int, rng: random.Random,
+             bucket: bool) -> list[list[int]]:
+    """One pass over ``idx`` in batches; with ``bucket``, batches of similar length.
+
+    Bucketing shuffles, then sorts each window of 8 batches' worth of examples by length
+    before cutting it into batches: little padding, and batches still differ every epoch.
+    """
+    idx = idx[:]
+    rng.shuffle(idx)
+    if bucket:
+        window = batch_size * 8
+        idx = [i for w in range(0, len(idx), window)
+               for i in sorted(idx[w: w + window], key=lambda i: len(examples[i].ids))]
+    batches = [idx[i: i + batch_size] for i in range(0, len(idx), batch_size)]
+    if bucket:  # or the batches of one window come out shortest first
+        rng.shuffle(batches)
+    return batches
+
+
 def schedule(examples: list[Example], batch_size: int, seed: int, *, steps: int | None,
-             epochs: float) -> list[tuple[str, list[int]]]:
-    """Deterministic list of (trigger, example indices): batches never mix triggers."""
+             epochs: float, bucket: bool = False,
+             balance: bool = False) -> list[tuple[str, list[int]]]:
+    """Deterministic list of (trigger, example indices): batches never mix triggers.
+
+    ``epochs`` counts passes over all examples (``steps`` overrides it). ``bucket`` groups
+    examples of similar length (less padding). ``balance`` gives every trigger the same number
+    of steps — a trigger with fewer scenes sees them more often — instead of steps in
+    proportion to its scenes, so no adapter is trained far more than the others.
+    """
     rng = random.Random(seed)
     by_trigger: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
@@ -54,15 +80,30 @@ def schedule(examples: list[Example], batch_size: int, seed: int, *, steps: int 
     per_epoch = sum(math.ceil(len(v) / batch_size) for v in by_trigger.values())
     total = steps if steps is not None else max(1, round(per_epoch * epochs))
     out: list[tuple[str, list[int]]] = []
+    if balance:
+        streams = {t: [] for t in by_trigger}
+        while len(out) < total:
+            order = sorted(by_trigger)
+            rng.shuffle(order)
+            for t in order:  # one batch of each trigger per round, in a random order
+                if not streams[t]:
+                    streams[t] = _batches(by_trigger[t], examples, batch_size, rng, bucket)
+                out.append((t, streams[t].pop()))
+        return out[:total]
     while len(out) < total:
         epoch = []
         for t in sorted(by_trigger):
-            idx = by_trigger[t][:]
-            rng.shuffle(idx)
-            epoch += [(t, idx[i: i + batch_size]) for i in range(0, len(idx), batch_size)]
+            epoch += [(t, b) for b in _batches(by_trigger[t], examples, batch_size, rng, bucket)]
         rng.shuffle(epoch)
         out += epoch
     return out[:total]
+
+
+def padding_share(examples: list[Example], plan: list[tuple[str, list[int]]]) -> float:
+    """Share of padded positions in the batches of ``plan`` (what bucketing reduces)."""
+    real = sum(len(examples[i].ids) for _, b in plan for i in b)
+    padded = sum(len(b) * max(len(examples[i].ids) for i in b) for _, b in plan)
+    return 1 - real / max(1, padded)
 
 
 def collate(batch: list, pad_id: int):

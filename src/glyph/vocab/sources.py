@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from .. import paths
 from ..errors import TokenizerError
+from ..gguf import converted, is_gguf
 from ..files import cached, publishing
 from .family import BaseFamily, family as get_family
 
@@ -42,7 +43,7 @@ BUILDER_VERSION = 2
 
 
 # ================================================================ the rebuilt base
-def _added_token(content: str, special: bool):
+def added_token(content: str, special: bool):
     from tokenizers import AddedToken
 
     return AddedToken(content, single_word=False, lstrip=False, rstrip=False,
@@ -57,9 +58,9 @@ def append_at(tok, items: Iterable[tuple[int, str, bool]]) -> None:
             raise TokenizerError(f"cannot place {content!r} at id {tid}: the tokenizer has "
                                  f"{size} tokens")
         if special:
-            tok.add_special_tokens([_added_token(content, True)])
+            tok.add_special_tokens([added_token(content, True)])
         else:
-            tok.add_tokens([_added_token(content, False)])
+            tok.add_tokens([added_token(content, False)])
         if tok.token_to_id(content) != tid or tok.get_vocab_size(with_added_tokens=True) != tid + 1:
             raise TokenizerError(f"{content!r} did not land at id {tid} (is it already a token "
                                  "of the base?)")
@@ -231,7 +232,8 @@ def _from_hub(base: str):
     return tok, config
 
 
-def load_base(base: str | None) -> tuple["tokenizers.Tokenizer", Path | None, dict[str, Any]]:
+def load_base(base: str | None, *, log=None
+              ) -> tuple["tokenizers.Tokenizer", Path | None, dict[str, Any]]:
     """``(tokenizer, directory or None, tokenizer_config)`` of a Qwen-family base.
 
     ``None`` → Qwen3's tokenizer rebuilt offline (cached); a local directory holding
@@ -242,6 +244,8 @@ def load_base(base: str | None) -> tuple["tokenizers.Tokenizer", Path | None, di
         >>> config["eos_token"]
         '<|im_end|>'
     """
+    if is_gguf(base):
+        base = str(converted(base, log=log))  # its tokenizer, from the converted directory
     if base is None:
         d = base_tokenizer_dir()
         tok = load(d)
@@ -277,3 +281,28 @@ def load_base(base: str | None) -> tuple["tokenizers.Tokenizer", Path | None, di
     return tok, d, config
 
 
+
+
+def filler_ids(tok: "tokenizers.Tokenizer", fam: BaseFamily | None = None) -> dict[int, str]:
+    """Ids the base's vocabulary fills with tokens nothing can produce: ``{id: token}``.
+
+    GGUF pads a vocabulary to the embedding's rows with ``[PAD151665]``… entries: in the BPE
+    vocabulary, above the family's ordinary tokens, not added tokens, no merge builds them
+    and they are not single byte-level characters — so no text ever encodes to them, and
+    glyphs may take their ids. Example::
+
+        >>> filler_ids(load(base_tokenizer_dir()))              # doctest: +SKIP
+        {}
+    """
+    fam = fam or get_family()
+    data = json.loads(tok.to_str())
+    model = data.get("model") or {}
+    if model.get("type") != "BPE":
+        return {}
+    added = {t["id"] for t in data.get("added_tokens") or []}
+    products = set()
+    for m in model.get("merges") or []:
+        a, b = m.split(" ", 1) if isinstance(m, str) else m
+        products.add(a + b)
+    return {i: t for t, i in model.get("vocab", {}).items()
+            if i >= fam.base_vocab_size and i not in added and len(t) > 1 and t not in products}

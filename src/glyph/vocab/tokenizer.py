@@ -26,7 +26,8 @@ from ..errors import TokenizerError
 from ..files import cached, publishing
 from .family import BaseFamily, family as get_family
 from .qwen import from_byte_level
-from .sources import append_at, write_tokenizer_dir, base_tokenizer_dir, load, load_base
+from .sources import (added_token, append_at, base_tokenizer_dir, filler_ids, load, load_base,
+                      write_tokenizer_dir)
 
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
@@ -83,8 +84,9 @@ def _check_ids(active: list, fam: BaseFamily) -> None:
                                  f"{fam.first_glyph_id}: fix its id in the registry")
 
 
-def _cost_row(g, tok, size: int, fam: BaseFamily) -> BuildRow:
-    """How ``g`` encodes under the base, checked against how it gets its id."""
+def _cost_row(g, tok, size: int, fam: BaseFamily, free: dict[int, str]) -> BuildRow:
+    """How ``g`` encodes under the base, checked against how it gets its id (``free``: ids
+    of filler tokens a glyph may take)."""
     before = tok.encode(g.symbol, add_special_tokens=False).ids
     if g.id < fam.base_vocab_size:
         if before != [g.id]:
@@ -93,7 +95,7 @@ def _cost_row(g, tok, size: int, fam: BaseFamily) -> BuildRow:
                 f"{before}; give it the id {before[0] if len(before) == 1 else 'next_id'} in "
                 "the registry")
         return BuildRow(g.symbol, g.name, g.id, 1, "claimed")
-    if g.id < size:
+    if g.id < size and g.id not in free:
         raise TokenizerError(
             f"{g.symbol} '{g.name}' has id {g.id}, but the base tokenizer already has {size} "
             f"tokens (ids up to {size - 1}), so that id is taken; use a base with at most "
@@ -106,16 +108,40 @@ def _cost_row(g, tok, size: int, fam: BaseFamily) -> BuildRow:
     return BuildRow(g.symbol, g.name, g.id, len(before), "added")
 
 
+def _take_fillers(tok, glyph_at: dict[int, str], free: dict[int, str]):
+    """The base with the filler token at each of ``glyph_at``'s ids renamed to its glyph, then
+    added (normal, not normalized) at that id; every other token exactly as it was."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    if not glyph_at:
+        return tok
+    data = json.loads(tok.to_str())
+    vocab = data["model"]["vocab"]
+    for tid, symbol in glyph_at.items():
+        if symbol in vocab:  # not possible for a byte-level vocabulary; refuse rather than guess
+            raise TokenizerError(f"{symbol} is already a vocabulary entry of the base; it cannot "
+                                 f"take the free id {tid}")
+        del vocab[free[tid]]
+        vocab[symbol] = tid
+    tok = Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
+    tok.add_tokens([added_token(symbol, False) for _, symbol in sorted(glyph_at.items())])
+    return tok
+
+
 def build_glyph_tokenizer(glyphs: Iterable[Any], out: Path | str, base: str | None = None,
-                          fam: BaseFamily | None = None) -> BuildReport:
+                          fam: BaseFamily | None = None, log=None) -> BuildReport:
     """Write a HF tokenizer dir at ``out``: the base plus every active glyph as one token.
 
     ``glyphs`` are objects with ``symbol``, ``id``, ``name`` and ``active``. A glyph whose id
     is below the family's vocabulary size *claims* that existing token (checked, nothing
     added); a glyph with an id from the family's first glyph id up becomes a normal added
     token at exactly that id, and every unused id in between gets a special
-    ``<|glyph_reserved_N|>`` placeholder so ids never move. ``out`` is replaced atomically;
-    a non-empty directory glyph did not write is refused. Example::
+    ``<|glyph_reserved_N|>`` placeholder so ids never move. A base whose vocabulary pads its
+    ids with filler tokens nothing can produce (GGUF's ``[PAD151669]``) gives those ids to
+    the glyphs; everything else about it stays as it was. ``out`` is replaced atomically; a
+    non-empty directory glyph did not write is refused. Example::
 
         >>> report = build_glyph_tokenizer(registry.load().active(), "build/tok")  # doctest: +SKIP
         >>> [(r.symbol, r.cost_before, r.id, r.kind) for r in report.rows][:1]     # doctest: +SKIP
@@ -127,10 +153,12 @@ def build_glyph_tokenizer(glyphs: Iterable[Any], out: Path | str, base: str | No
     glyphs = list(glyphs)
     active = [g for g in glyphs if g.active]
     _check_ids(active, fam)
-    tok, _, config = load_base(base)
+    tok, _, config = load_base(base, log=log)
     size = tok.get_vocab_size(with_added_tokens=True)
-    report = BuildReport(out=out, rows=[_cost_row(g, tok, size, fam) for g in active])
+    free = filler_ids(tok, fam)
+    report = BuildReport(out=out, rows=[_cost_row(g, tok, size, fam, free) for g in active])
     added = {r.id: r for r in report.rows if r.kind == "added"}
+    tok = _take_fillers(tok, {i: r.symbol for i, r in added.items() if i < size}, free)
 
     # every id from the base's end to the highest glyph id is filled, so ids never move
     top = max([g.id for g in glyphs if g.id >= fam.first_glyph_id], default=size - 1)
@@ -152,7 +180,7 @@ def build_glyph_tokenizer(glyphs: Iterable[Any], out: Path | str, base: str | No
                                  "adding it; report this as a glyph bug")
 
     meta = {"version": 1, "base": base if base is not None else "qwen3-rebuilt",
-            "family": fam.name,
+            "family": fam.name, "took_fillers": sorted(i for i in added if i < size),
             "glyphs": [{"symbol": r.symbol, "name": r.name, "id": r.id, "kind": r.kind}
                        for r in report.rows],
             "reserved": report.reserved}
