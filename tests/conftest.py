@@ -1,6 +1,7 @@
 """Shared fixtures: every test gets its own registry, scene dir and GLYPH_HOME under tmp_path."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# the caller's own GLYPH_HOME, before any test points it elsewhere: opt-in real-base tests
+# keep their (large, slow to build) GGUF conversion there across sessions
+CALLER_GLYPH_HOME = os.environ.get("GLYPH_HOME")
 STARTER_REGISTRY = REPO / "glyphs_registry.yaml"
 STARTER_SCENES = REPO / "glyphs"
 

@@ -13,18 +13,21 @@ from glyph.vocab import registry  # noqa: E402
 from glyph.cli import main  # noqa: E402
 
 
-def _row(glyph, best, own, none, other, meaning, kl=0.0):
+def _row(glyph, best, own, none, other, meaning, kl=0.0, meaning_other=3.0, meaning_best=None):
     return dict(glyph=glyph, best=best, own=own, none=none, other=other, meaning=meaning,
-                kl_meaning=kl)
+                kl_meaning=kl, meaning_other=meaning_other, meaning_best=meaning_best or glyph)
 
 
 def test_summarize_known_answers():
     rows = [_row("a", "a", 2.0, 3.0, 2.5, 2.0), _row("a", "b", 3.0, 3.0, 3.5, 2.0),
-            _row("b", "b", 1.0, 2.0, 1.5, 1.0, kl=0.4), _row("b", "b", 2.0, 2.0, 2.5, 2.0)]
+            _row("b", "b", 1.0, 2.0, 1.5, 1.0, kl=0.4, meaning_best="a"),
+            _row("b", "b", 2.0, 2.0, 2.5, 2.0, meaning_other=2.0, meaning_best="a")]
     m = ev.summarize(rows, n_glyphs=4)
-    assert m["specificity"] == {"accuracy": 0.75, "chance": 0.25}
-    assert m["nll"] == {"own": 2.0, "none": 2.5, "other": 2.5, "meaning": 1.75}
+    assert m["specificity"] == {"accuracy": 0.75, "meaning_accuracy": 0.5, "chance": 0.25}
+    assert m["nll"] == {"own": 2.0, "none": 2.5, "other": 2.5, "meaning": 1.75,
+                        "meaning_other": 2.75}
     assert m["gain_vs_none"] == pytest.approx(0.5) and m["gain_vs_other"] == pytest.approx(0.5)
+    assert m["specific_gain"] == {"glyph": pytest.approx(0.5), "meaning": pytest.approx(1.0)}
     pe = m["prompt_equivalence"]
     assert pe["meaning_gain"] == pytest.approx(0.75)
     assert pe["recovered"] == pytest.approx(0.5 / 0.75)
@@ -61,6 +64,30 @@ def test_retrieval_known_answers():
     assert r["per_glyph"]["b"] == {"recall@1": 1.0, "recall@5": 1.0}
     assert r["overall"]["recall@1"] == 0.5
     assert r["overall"]["chance@1"] == pytest.approx((2 / 8 + 6 / 8) / 2)
+
+
+def test_scene_retrieval_is_one_query_per_scene():
+    import numpy as np
+    from types import SimpleNamespace as NS
+
+    class Index:  # glyph vectors on two axes; each scene's vector says where it lies
+        vec = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
+        scenes = {"a1": [0.9, 0.1], "a2": [0.2, 0.8], "b1": [0.1, 0.9], "b2": [0.0, 1.0]}
+
+        def has_glyph(self, g):
+            return g in self.vec
+
+        def glyph_vector(self, g):
+            return self.vec[g]
+
+        def scene_vector(self, sid):
+            return np.array(self.scenes[sid]) if sid in self.scenes else None
+
+    pool = [NS(id=i, glyph=i[0]) for i in ("a1", "a2", "b1", "b2", "zz")]
+    r = ev.scene_retrieval(Index(), pool, ["a", "b"])
+    assert r["per_glyph"]["a"] == {"accuracy": 0.5, "scenes": 2}
+    assert r["per_glyph"]["b"] == {"accuracy": 1.0, "scenes": 2}
+    assert r["overall"] == {"accuracy": 0.75, "scenes": 4, "chance": 0.5}
 
 
 @pytest.mark.parametrize("zero_rows", [False, True])
@@ -153,7 +180,7 @@ def test_cli_eval_writes_report_and_is_reproducible(project, tmp_path):
     out = tmp_path / "eval"
     r = CliRunner().invoke(main, ["eval", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert "specificity chance" in r.stdout and "overall" in r.stdout
+    assert "chance: spec" in r.stdout and "overall" in r.stdout
     m1 = json.loads((out / "metrics.json").read_text())
     for g, pg in m1["per_glyph"].items():  # the compression ratio is shown per glyph
         line = next(x for x in r.stdout.splitlines() if x.startswith(f"{g} "))

@@ -327,3 +327,25 @@ def test_export_refuses_bad_targets(project, tmp_path):
     r = run("export", str(project.run), "--merged", str(tmp_path / "x"), "--trigger", "nope")
     assert r.exit_code == 1 and "no trigger 'nope'" in r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_base_vectors_are_cached_per_base_fingerprint():
+    import numpy as np
+
+    from glyph.serving.vector_cache import cached_encoder
+
+    calls = []
+
+    def encode(pairs, adapter=None):
+        calls.append((len(pairs), adapter))
+        x = np.array([[len(p) + len(t), 1.0] for p, t in pairs], dtype="float32")
+        return x, 2 * x
+
+    enc = cached_encoder(encode, "base-a")
+    m1, l1 = enc([("h", "x"), ("h", "yy")])
+    m2, l2 = enc([("h", "yy"), ("h", "zzz"), ("h", "x")])  # one new pair
+    assert calls == [(2, None), (1, None)]
+    assert m2.tolist() == [[3, 1], [4, 1], [2, 1]] and np.array_equal(l2, 2 * m2)
+    enc([("h", "x")], adapter="body")                     # an adapter's vectors: not cached
+    cached_encoder(encode, "base-b")([("h", "x")])        # another base: its own cache
+    assert calls[2:] == [(1, "body"), (1, None)]

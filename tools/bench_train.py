@@ -141,6 +141,64 @@ def run_variant(variant: str, steps: int, model: str = "default", batch: int = 8
             "checkpoint_bytes": size, "embedding_bytes": emb}
 
 
+REAL_VARIANTS = ("peft", "glyph-fast", "glyph-auto", "glyph-checkpoint")
+
+
+def run_real_variant(variant: str, base: str, steps: int, batch: int, max_len: int) -> dict:
+    """Runs in a subprocess: ``steps`` optimizer steps (after one warm-up) on a real base.
+
+    ``peft``: plain peft LoRA (same target modules, the glyph rows as trainable tokens) fed the
+    examples in unbucketed batches, ``model(**batch, labels=…)``. ``glyph-*``: the recipe's own
+    step (``Recipe.step``: bucketed, balanced, label-only head) in the given memory mode
+    (``auto``: what ``glyph train`` picks with its default budget).
+    Throughput = label tokens / seconds over all timed steps.
+    """
+    import torch
+
+    from glyph.training.config import TrainConfig
+    from glyph.training.data import collate, padding_share, schedule
+    from glyph.training.recipe import Recipe
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    mode = variant.split("-", 1)[1] if variant.startswith("glyph") else "fast"
+    with tempfile.TemporaryDirectory() as d:
+        cfg = TrainConfig(out=Path(d) / "run", base=base, batch_size=batch, max_len=max_len,
+                          steps=steps + 1, memory=mode)
+        recipe = Recipe(cfg, log=lambda m: print(m, file=sys.stderr), progress=False).setup()
+        recipe.glm.train()
+        if variant == "peft":
+            plan = schedule(recipe.examples, batch, 0, steps=steps + 1, epochs=1)
+            pm, pad = recipe.peft_model, recipe.pad_id
+
+            def step(k: int) -> tuple[int, float]:
+                trig, idx = plan[k]
+                t = time.perf_counter()
+                x, mask, labels = collate([recipe.examples[i] for i in idx], pad)
+                pm.set_adapter(trig)
+                loss = pm(input_ids=x, attention_mask=mask, labels=labels).loss
+                recipe.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                recipe.opt.step()
+                return int((labels[:, 1:] != -100).sum()), time.perf_counter() - t
+        else:
+            plan = recipe.plan
+
+            def step(k: int) -> tuple[int, float]:
+                st = recipe.step(*plan[k])
+                return st.tokens, st.seconds
+        step(0)  # warm-up
+        tokens = seconds = 0.0
+        for k in range(1, steps + 1):
+            n, s = step(k)
+            tokens, seconds = tokens + n, seconds + s
+            print(f"{variant} step {k}: {n} label tokens in {s:.1f}s", file=sys.stderr)
+        return {"variant": variant, "label_tokens": tokens, "seconds": seconds,
+                "tok_s": tokens / seconds, "mode": recipe.memory.mode,
+                "parts": recipe.memory.parts, "estimate_gb": recipe.memory.estimate_gb,
+                "padding": padding_share(recipe.examples, plan[1: steps + 1]),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
 def init_comparison(steps: int, eval_every: int) -> dict:
     """Train the default corpus with each init; held-out loss curve; steps to a target."""
     from glyph.training.config import TrainConfig
@@ -172,10 +230,17 @@ def main() -> None:
     ap.add_argument("--model", choices=("default", "qwen3-0.6b-shape"), default="default",
                     help="the embedded default, or Qwen3-0.6B's architecture with random weights")
     ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--base", default=None, help="a real base (directory or .gguf): measure the "
+                    "recipe's memory modes against plain peft on it")
+    ap.add_argument("--max-len", type=int, default=192)
     a = ap.parse_args()
     if a.variant:
-        print(json.dumps(run_variant(a.variant, a.steps, a.model, a.batch)))
+        result = (run_real_variant(a.variant, a.base, a.steps, a.batch, a.max_len) if a.base
+                  else run_variant(a.variant, a.steps, a.model, a.batch))
+        print(json.dumps(result))
         return
+    if a.base:
+        return real_base(a)
     rows = {}
     for v in () if a.skip_variants else VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", v, "--steps", str(a.steps),
@@ -185,6 +250,43 @@ def main() -> None:
         print(rows[v], file=sys.stderr)
     init = None if a.skip_init else init_comparison(a.init_steps, a.eval_every)
     write_report(Path(a.out), rows, init, a)
+
+
+def real_base(a) -> None:
+    """Each real-base variant in its own process, one after another; then the report section."""
+    rows = {}
+    for v in REAL_VARIANTS:
+        out = subprocess.run([sys.executable, __file__, "--variant", v, "--base", a.base,
+                              "--steps", str(a.steps), "--batch", str(a.batch), "--max-len",
+                              str(a.max_len)], capture_output=True, text=True, check=True)
+        rows[v] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(rows[v], file=sys.stderr, flush=True)
+    write_real_report(Path(a.out), rows, a)
+
+
+def write_real_report(path: Path, rows: dict, a) -> None:
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    title = f"Real base: {Path(a.base).name}"
+    peft = rows["peft"]
+    lines = [f"## {title}", "",
+             f"Command: `python tools/bench_train.py --base {a.base} --batch {a.batch} "
+             f"--max-len {a.max_len} --steps {a.steps} --out {a.out}`", "",
+             f"Batch {a.batch} scenes of the starter corpus (all tiers), ≤ {a.max_len} tokens, "
+             f"LoRA r=8 on the 7 projections + the glyph rows; {a.steps} timed steps after a "
+             "warm-up, each variant in its own process (peak RSS is its own). `peft` is "
+             "plain peft fed unbucketed batches; `glyph-*` is `Recipe.step` (bucketed, one "
+             "trigger per batch, label-only fused head) in each memory mode.", "",
+             "| variant | memory plan | padding | label tokens/s | vs peft | peak RSS (GB) | "
+             "estimated (GB) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for v, r in rows.items():
+        plan = r["mode"] + (f" × {r['parts']}" if r["parts"] > 1 else "")
+        lines.append(f"| {v} | {plan} | {r['padding']:.0%} | {r['tok_s']:.1f} | "
+                     f"{r['tok_s'] / peft['tok_s']:.2f}× | {r['peak_rss_mb'] / 1024:.1f} | "
+                     f"{r['estimate_gb']:.1f} |")
+    section = "\n".join(lines) + "\n"
+    parts = [c for c in old.split("\n## ") if not c.startswith(title)]
+    path.write_text(("\n## ".join(parts)).rstrip() + "\n\n" + section, encoding="utf-8")
+    print(section)
 
 
 MODEL_TEXT = {

@@ -37,6 +37,9 @@ def _option(f):
     default = f.default if f.default is not MISSING else None
     help_ = meta.get("help", "")
     if str(f.type) == "bool":
+        if default:  # on by default: --x/--no-x
+            return click.option(f"{name}/--no-{name[2:]}", f.name, default=None,
+                                help=f"{help_}  [default: on]")
         return click.option(name, f.name, is_flag=True, default=False, help=help_)
     # the default stays None in click (so the config's own default applies), and is shown
     if meta.get("csv"):
@@ -63,7 +66,7 @@ def config_from_options(cls, values: dict, **fixed):
     by_name = {f.name: f for f in fields(cls)}
     for name, v in values.items():
         f = by_name.get(name)
-        if f is None or v is None or (str(f.type) == "bool" and v is False):
+        if f is None or v is None or (str(f.type) == "bool" and v is False and not f.default):
             continue
         if f.metadata.get("csv"):
             v = tuple(x.strip() for x in v.split(",") if x.strip())

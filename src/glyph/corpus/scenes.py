@@ -109,6 +109,12 @@ class Scene:
         return prompt("".join(self.glyphs) if glyphs is None else glyphs, self.register,
                       self.level, self.lang)
 
+    def meaning_prompt(self, meaning: str) -> str:
+        """This scene's header after a glyph's written meaning: the "prompt" way to say what
+        the glyph says (evaluation compares the two; distillation teaches one with the other).
+        """
+        return f"{meaning}\n{self.prompt('')}"
+
 
 @dataclass
 class Corpus:

@@ -31,89 +31,38 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
+from .scoring import Scorer
 
-METRICS_VERSION = 1
-
-
-def _examples(tok, pairs, max_text: int, eos: int):
-    """``(prompt, text)`` pairs → Examples with labels on the text (+ end of text) only.
-
-    The text is cut to ``max_text`` tokens whatever the prompt's length, so two conditions
-    that score the same text with different prompts label exactly the same tokens.
-    """
-    from ..training.data import IGNORE, Example
-
-    out = []
-    for p, t in pairs:
-        pi = tok.encode(p, add_special_tokens=False).ids
-        ti = (tok.encode(t, add_special_tokens=False).ids + [eos])[:max_text]
-        out.append(Example("", "", pi + ti, [IGNORE] * len(pi) + ti))
-    return out
-
-
-class Scorer:
-    """Scores texts under a run's model with any adapter (or the base) — batched, exact.
-
-    Texts are batched by length (little padding); results come back in input order.
-    """
-
-    def __init__(self, gm, batch_size: int = 16, max_text: int = 192):
-        from ..training.loss import GlyphLM
-
-        self.gm, self.batch_size, self.max_text = gm, batch_size, max_text
-        self.lm = GlyphLM(gm.model, gm.manifest.base.tied)
-        self.tok = gm.run.tokenizer
-        self.eos = gm.family.endoftext_id
-
-    def _scored(self, pairs, adapter, order):
-        """Yield ``(positions of the batch in the input, Scores)`` in ``order``."""
-        import torch
-
-        from ..training.data import collate
-
-        exs = _examples(self.tok, pairs, self.max_text, self.eos)
-        for i in range(0, len(order), self.batch_size):
-            rows = order[i: i + self.batch_size]
-            ids, mask, labels = collate([exs[j] for j in rows], self.eos)
-            # Score inside the context and yield outside it: a ``yield`` inside
-            # ``no_grad``/an adapter scope would leak both states into the caller
-            # (and, if the generator is abandoned, into everything that runs after).
-            with torch.no_grad(), self.gm.adapters(adapter):
-                scores = self.lm.scores(ids, mask, labels, adapter)
-            yield rows, scores
-
-    def _order(self, pairs) -> list[int]:
-        lengths = [len(p) + len(t) for p, t in pairs]
-        return sorted(range(len(pairs)), key=lambda i: lengths[i])
-
-    def nll(self, pairs, adapter: str | None) -> list[float]:
-        """Mean NLL per token of each text given its prompt."""
-        out = [0.0] * len(pairs)
-        for rows, sc in self._scored(pairs, adapter, self._order(pairs)):
-            nll = sc.lse - sc.target_logit
-            k = 0
-            for j, c in zip(rows, sc.sel.sum(1).tolist()):
-                out[j] = nll[k: k + c].mean().item()
-                k += c
-        return out
-
-    def kl(self, pairs_p, adapter_p, pairs_q, adapter_q) -> list[float]:
-        """Mean KL(P ‖ Q) per text between two conditions scoring the same texts."""
-        order = self._order(pairs_q)
-        out = [0.0] * len(pairs_p)
-        for (rows, sp), (_, sq) in zip(self._scored(pairs_p, adapter_p, order),
-                                       self._scored(pairs_q, adapter_q, order)):
-            kl = sp.kl_to(sq)
-            k = 0
-            for j, c in zip(rows, sp.sel.sum(1).tolist()):
-                out[j] = kl[k: k + c].mean().item()
-                k += c
-        return out
+METRICS_VERSION = 2  # 2: meaning specificity, specific gains, per-scene retrieval
 
 
 def _mean(xs) -> float:
     xs = list(xs)
     return float(sum(xs) / len(xs)) if xs else float("nan")
+
+
+def scene_retrieval(index, scene_list, symbols) -> dict:
+    """Per scene: is the glyph vector nearest to the scene's own vector its glyph's?
+
+    One query per held-out scene (not one per glyph), so the accuracy is a rate over many
+    scenes; chance is ``1 / #glyphs``.
+    """
+    import numpy as np
+
+    keys = [s for s in symbols if index.has_glyph(s)]
+    if not keys:
+        return {"per_glyph": {}, "overall": {"accuracy": float("nan"), "chance": float("nan")}}
+    G = np.stack([index.glyph_vector(g) for g in keys])
+    hits: dict[str, list[bool]] = {}
+    for s in scene_list:
+        v = index.scene_vector(s.id)
+        if v is None:
+            continue
+        hits.setdefault(s.glyph, []).append(keys[int(np.argmax(G @ v))] == s.glyph)
+    per = {g: {"accuracy": _mean(h), "scenes": len(h)} for g, h in hits.items()}
+    every = [x for h in hits.values() for x in h]
+    return {"per_glyph": per, "overall": {"accuracy": _mean(every), "scenes": len(every),
+                                          "chance": 1 / len(keys)}}
 
 
 def retrieval(index, scene_list, symbols, ks=(1, 5)) -> dict:
@@ -135,15 +84,26 @@ def retrieval(index, scene_list, symbols, ks=(1, 5)) -> dict:
 
 
 def summarize(rows: list[dict], n_glyphs: int) -> dict:
-    """Aggregate per-scene rows (``glyph, best, own, none, other, meaning, kl_meaning``)."""
-    own, nn, oth, mean_ = (_mean(r[k] for r in rows) for k in ("own", "none", "other", "meaning"))
+    """Aggregate per-scene rows (``glyph, best, own, none, other, meaning, meaning_other,
+    meaning_best, kl_meaning``).
+
+    The *specific* gain (another glyph's NLL − the own glyph's) is what only this glyph
+    brings: a gain over "no glyph" may be corpus style any adapter learns. The written
+    meaning gets the same two numbers, scored on the base, as the bar a glyph should reach.
+    """
+    own, nn, oth, mean_, mean_oth = (_mean(r[k] for r in rows) for k in (
+        "own", "none", "other", "meaning", "meaning_other"))
     gain_meaning = nn - mean_
+    meaning_acc = _mean(r["meaning_best"] == r["glyph"] for r in rows) \
+        if all(r.get("meaning_best") for r in rows) else float("nan")
     return {
         "scenes": len(rows),
         "specificity": {"accuracy": _mean(r["best"] == r["glyph"] for r in rows),
-                        "chance": 1 / n_glyphs},
-        "nll": {"own": own, "none": nn, "other": oth, "meaning": mean_},
+                        "meaning_accuracy": meaning_acc, "chance": 1 / n_glyphs},
+        "nll": {"own": own, "none": nn, "other": oth, "meaning": mean_,
+                "meaning_other": mean_oth},
         "gain_vs_none": nn - own, "gain_vs_other": oth - own,
+        "specific_gain": {"glyph": oth - own, "meaning": mean_oth - mean_},
         "prompt_equivalence": {"recovered": (nn - own) / gain_meaning if gain_meaning > 0
                                else None, "meaning_gain": gain_meaning,
                                "kl_meaning_vs_glyph": _mean(r["kl_meaning"] for r in rows)},
@@ -162,12 +122,13 @@ def _scenes(corpus, glyphs, split: str, max_scenes: int | None) -> list:
 
 def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=None,
              max_scenes: int | None = None, batch_size: int = 16, svc=None, light: bool = False,
-             log: Callable[[str], None] | None = None) -> dict:
+             retrieval_metrics: bool = True, log: Callable[[str], None] | None = None) -> dict:
     """Compute every metric of the module docstring for ``run``; return the metrics dict.
 
     ``light=True`` computes only the NLL metrics (specificity, glyph gain): what the
-    saturation experiment needs for each of its runs. ``svc``: an already loaded
-    :class:`~glyph.serving.service.GlyphService` of the run.
+    saturation experiment needs for each of its runs; ``retrieval_metrics=False`` skips the
+    index (scene vectors come from the base, so they do not depend on how the run trained).
+    ``svc``: an already loaded :class:`~glyph.serving.service.GlyphService` of the run.
     """
     from ..corpus import scenes as sc
     from ..serving.service import GlyphService
@@ -207,37 +168,47 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     if light:
         return {**metrics, "seconds": round(time.time() - t0, 1)}
     overall["base_preservation"] = base_preservation(gm, scorer, scene_list, symbols)
+    if not retrieval_metrics:
+        return {**metrics, "seconds": round(time.time() - t0, 1)}
     if svc.index is None:
         say("the run has no index yet: building it")
         svc.build_index(corpus, log=log)
     ret = retrieval(svc.index, scene_list, symbols)
-    overall["retrieval"] = ret["overall"]
+    per_scene = scene_retrieval(svc.index, scene_list, symbols)
+    overall["retrieval"] = {**ret["overall"], "scene_accuracy": per_scene["overall"]["accuracy"],
+                            "scene_chance": per_scene["overall"]["chance"]}
     for g, v in ret["per_glyph"].items():
-        per_glyph[g]["retrieval"] = v
+        per_glyph[g]["retrieval"] = {**v, "scene_accuracy": per_scene["per_glyph"].get(
+            g, {}).get("accuracy", float("nan"))}
     return {**metrics, "seconds": round(time.time() - t0, 1)}
 
 
 def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, light, say, split):
-    """Per scene: NLL with no glyph, each glyph (its adapter), the written meaning; KL."""
-    say(f"scoring {len(scene_list)} {split} scenes with no glyph, their meaning and each of "
-        f"{len(symbols)} glyphs")
+    """Per scene: NLL with no glyph, with each glyph (its adapter) and, unless ``light``, with
+    each glyph's written meaning (the base); the KL between own meaning and own glyph."""
+    say(f"scoring {len(scene_list)} {split} scenes with no glyph, each of {len(symbols)} glyphs"
+        + ("" if light else " and each written meaning"))
     none = scorer.nll([(s.prompt(""), s.text) for s in scene_list], None)
     table = {g: scorer.nll([(s.prompt(g), s.text) for s in scene_list], trig[g]) for g in symbols}
     nan = [float("nan")] * len(scene_list)
-    meaning, kl_gm = nan, nan
+    meanings = {g: nan for g in symbols}
+    kl_gm = nan
     if not light:
-        meaning = scorer.nll([(meaning_prompt[s.glyph] + "\n" + s.prompt(""), s.text)
-                              for s in scene_list], None)
-        say("KL between the glyph and its written meaning; base preservation")
+        meanings = {g: scorer.nll([(s.meaning_prompt(meaning_prompt[g]), s.text)
+                                   for s in scene_list], None) for g in symbols}
+        say("KL between each glyph and its written meaning; base preservation")
         kl_gm = _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig)
     rows = []
     for i, s in enumerate(scene_list):
         scores = {g: table[g][i] for g in symbols}
-        others = [v for g, v in scores.items() if g != s.glyph]
+        by_meaning = {g: meanings[g][i] for g in symbols}
         rows.append({"id": s.id, "glyph": s.glyph, "register": s.register, "level": s.level,
                      "lang": s.lang, "none": none[i], "own": scores[s.glyph],
-                     "other": _mean(others), "meaning": meaning[i], "kl_meaning": kl_gm[i],
-                     "best": min(scores, key=scores.get)})
+                     "other": _mean(v for g, v in scores.items() if g != s.glyph),
+                     "meaning": by_meaning[s.glyph],
+                     "meaning_other": _mean(v for g, v in by_meaning.items() if g != s.glyph),
+                     "kl_meaning": kl_gm[i], "best": min(scores, key=scores.get),
+                     "meaning_best": None if light else min(by_meaning, key=by_meaning.get)})
     return rows
 
 
@@ -246,7 +217,7 @@ def _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig) -> list[float
     out = [0.0] * len(scene_list)
     for g in sorted({s.glyph for s in scene_list}):
         idx = [i for i, s in enumerate(scene_list) if s.glyph == g]
-        kls = scorer.kl([(meaning_prompt[g] + "\n" + scene_list[i].prompt(""),
+        kls = scorer.kl([(scene_list[i].meaning_prompt(meaning_prompt[g]),
                           scene_list[i].text) for i in idx], None,
                         [(scene_list[i].prompt(g), scene_list[i].text) for i in idx], trig[g])
         for i, v in zip(idx, kls):

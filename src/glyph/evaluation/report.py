@@ -26,33 +26,40 @@ def _fmt(x, digits: int = 3) -> str:
 
 def table(metrics: dict) -> str:
     """A fixed-width table of the per-glyph and overall metrics, for the terminal."""
-    head = (f"{'glyph':<14}{'scenes':>7}{'spec.acc':>9}{'NLL own':>9}{'none':>8}{'other':>8}"
-            f"{'Δnone':>8}{'Δother':>8}{'recov':>7}{'KL m‖g':>8}{'N:1':>6}{'R@1':>6}{'R@5':>6}")
+    cols = [("glyph", 14), ("scenes", 7), ("spec", 6), ("spec·m", 7), ("NLL own", 8),
+            ("none", 7), ("other", 7), ("gain", 7), ("gain·m", 7), ("Δnone", 7), ("KL m‖g", 7),
+            ("N:1", 6), ("R@1", 6), ("Rsc", 6)]
+    head = "".join(f"{n:<{w}}" if i == 0 else f"{n:>{w}}" for i, (n, w) in enumerate(cols))
     lines = [head, "-" * len(head)]
     rows = [(f"{g} {m['name']}", m) for g, m in metrics["per_glyph"].items()]
     rows.append(("overall", metrics["overall"]))
     ns = [m["meaning_tokens"] for m in metrics["per_glyph"].values() if "meaning_tokens" in m]
     for label, m in rows:
         n = m.get("meaning_tokens", sum(ns) / len(ns) if ns and label == "overall" else None)
-        pe = m["prompt_equivalence"]
-        r = m.get("retrieval", {})
-        lines.append(
-            f"{label:<14}{m['scenes']:>7}{_fmt(m['specificity']['accuracy'], 2):>9}"
-            f"{_fmt(m['nll']['own']):>9}{_fmt(m['nll']['none']):>8}{_fmt(m['nll']['other']):>8}"
-            f"{_fmt(m['gain_vs_none']):>8}{_fmt(m['gain_vs_other']):>8}"
-            f"{_fmt(pe['recovered'], 2):>7}{_fmt(pe['kl_meaning_vs_glyph']):>8}"
-            f"{_fmt(n, 0) + ':1' if n is not None else '–':>6}"
-            f"{_fmt(r.get('recall@1'), 2):>6}{_fmt(r.get('recall@5'), 2):>6}")
+        sp, sg, r = m["specificity"], m.get("specific_gain", {}), m.get("retrieval", {})
+        cells = [m["scenes"], _fmt(sp["accuracy"], 2), _fmt(sp.get("meaning_accuracy"), 2),
+                 _fmt(m["nll"]["own"]), _fmt(m["nll"]["none"]), _fmt(m["nll"]["other"]),
+                 _fmt(sg.get("glyph")), _fmt(sg.get("meaning")), _fmt(m["gain_vs_none"]),
+                 _fmt(m["prompt_equivalence"]["kl_meaning_vs_glyph"]),
+                 f"{_fmt(n, 0)}:1" if n is not None else "–", _fmt(r.get("recall@1"), 2),
+                 _fmt(r.get("scene_accuracy"), 2)]
+        lines.append(f"{label:<14}" + "".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols[1:])))
     o = metrics["overall"]
     bp = o["base_preservation"]
+    rec = o["prompt_equivalence"]["recovered"]
     lines += ["",
-              "NLL: nats per scene token with the own glyph / no glyph / another glyph; "
-              "Δ: the own glyph's gain over them",
-              "recov: share of the written meaning's gain the glyph recovers (– when the "
-              "meaning does not help); KL m‖g: KL(meaning prompt ‖ glyph) per token; "
-              "N:1: meaning tokens per glyph token",
-              f"specificity chance {_fmt(o['specificity']['chance'], 3)}; retrieval chance "
-              f"@1 {_fmt(o['retrieval'].get('chance@1'), 3)}; split {metrics['split']}",
+              "spec / spec·m: how often the own glyph (its adapter) / the own glyph's written "
+              "meaning (the base) gives a scene the lowest NLL among all glyphs'",
+              "NLL: nats per scene token with the own glyph / no glyph / another glyph; gain / "
+              "gain·m: specific gain (another − own) of the glyph / of the written meaning; "
+              "Δnone: none − own",
+              "KL m‖g: KL(meaning prompt ‖ glyph) per token; N:1: meaning tokens per glyph "
+              "token; R@1: the glyph's vector retrieves an own scene first; Rsc: each scene's "
+              "nearest glyph vector is its own",
+              f"chance: spec {_fmt(o['specificity']['chance'], 3)}, R@1 "
+              f"{_fmt(o['retrieval'].get('chance@1'), 3)}, Rsc "
+              f"{_fmt(o['retrieval'].get('scene_chance'), 3)}; split {metrics['split']}; "
+              f"share of the meaning's gain over no glyph the glyph recovers: {_fmt(rec, 2)}",
               f"base preservation: KL(routed ‖ base) on {bp['texts']} glyph-free texts = "
               f"{bp['kl_routed_vs_base']:.3g} (max |Δ log p| {bp['max_abs_logprob_diff']:.3g}); "
               f"an adapter forced on them would cost KL {bp['kl_if_adapter_forced']:.3g}"]
@@ -229,11 +236,9 @@ def write_report(metrics: dict, out: Path, *, command: str) -> Path:
         table(metrics),
         "```",
         "",
-        "Columns: specificity accuracy (own glyph gives the lowest NLL), NLL per token with the "
-        "own glyph / no glyph / the other glyphs, gain = none − own and other − own, the share "
-        "of the written meaning's gain the single glyph recovers, KL(meaning ‖ glyph) between "
-        "next-token distributions, the compression ratio N:1 (tokens of the written meaning "
-        "per glyph token), recall@1/@5 of own scenes from the index.",
+        "The legend under the table says what each column measures. The specific gain "
+        "(another glyph's NLL − the own glyph's) and the two specificities are what show "
+        "meaning: a gain over \"no glyph\" can be corpus style any adapter learns.",
         "",
     ]
     for name, caption in figs:

@@ -104,6 +104,18 @@ class SceneIndex:
         return d
 
     # ------------------------------------------------------------ queries
+    def has_glyph(self, symbol: str) -> bool:
+        return glyph_key(symbol) in self.vectors
+
+    def scene_vector(self, scene_id: str):
+        """The indexed (centred, unit) vector of a scene, or None if it is not indexed."""
+        if "_row" not in self.__dict__:
+            self._row = {m["id"]: i for i, m in enumerate(self.meta)}
+            if hasattr(self.index, "make_direct_map"):  # IVF: reconstruct needs the map
+                self.index.make_direct_map()
+        i = self._row.get(scene_id)
+        return None if i is None else self.index.reconstruct(i)
+
     def glyph_vector(self, symbol: str, register: str | None = None):
         key = glyph_key(symbol, register)
         if key not in self.vectors:

@@ -221,8 +221,7 @@ class GlyphModel:
             for r, j in enumerate(chunk):  # right padding: positions count from 0 in every row
                 ids[r, : len(rows[j])] = torch.tensor(rows[j])
                 mask[r, : len(rows[j])] = 1
-            with torch.no_grad(), (self.adapters(adapter) if adapter else
-                                   self.model.disable_adapter()):
+            with torch.no_grad(), self.adapters(adapter):
                 h = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
             for r, j in enumerate(chunk):
                 a, b = spans[j]

@@ -20,6 +20,7 @@ from ..errors import NotFound
 from ..run import Run
 from .index import SceneIndex, build
 from .routing import Generation, GlyphModel
+from .vector_cache import cached_encoder
 
 
 class GlyphService:
@@ -54,9 +55,15 @@ class GlyphService:
 
     def build_index(self, corpus, *, log: Callable[[str], None] | None = None,
                     **kw) -> SceneIndex:
-        """Embed the corpus scenes of the run's glyphs with the base model; save and use it."""
-        self.index = build(self.run.path, self.model.hidden, list(self.model.glyphs.values()),
-                           corpus, self.model.registers, log=log, **kw)
+        """Embed the corpus scenes of the run's glyphs with the base model; save and use it.
+
+        Scene vectors come from the untouched base, so they are cached per base fingerprint:
+        a second run (or a rebuild) on the same base embeds nothing again.
+        """
+        base = self.run.manifest().base
+        encode = cached_encoder(self.model.hidden, f"{base.family}-{base.fingerprint}")
+        self.index = build(self.run.path, encode, list(self.model.glyphs.values()), corpus,
+                           self.model.registers, log=log, **kw)
         return self.index
 
     # ------------------------------------------------------------ generation

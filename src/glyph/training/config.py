@@ -24,6 +24,8 @@ from typing import Any
 from ..corpus.scenes import LEVELS, TIERS
 from ..errors import ConfigError
 from ..model.rows import DEFAULT_INIT, STRATEGIES
+from .memory import MODES
+from .objectives import OBJECTIVES
 
 DEFAULT_EPOCHS = 3.0
 
@@ -65,6 +67,19 @@ class TrainConfig:
     save_every: int = opt(25, "steps between checkpoints")
     strict: bool = opt(False, "error (not warn) on glyphs without scenes")
     fraction: float = opt(1.0, "train on this deterministic share of the scenes")
+    objective: str = opt("lm", "what a step minimises: the scene's NLL after the glyph (lm), "
+                         "KL to the base prompted with the written meaning (distill), or both",
+                         choices=OBJECTIVES)
+    contrast: float = opt(0.0, "weight of the contrast term: a wrong glyph with its adapter "
+                          "must make the scene less likely than its own (0: off)")
+    contrast_margin: float = opt(1.0, "the margin, in nats per token, of the contrast term")
+    bucket: bool = opt(True, "batch scenes of similar length together (less padding)")
+    balance: bool = opt(True, "give every trigger the same number of steps")
+    memory: str = opt("auto", "fast (one pass), split (micro-batches), checkpoint (gradient "
+                      "checkpointing), or auto: the fastest that fits --memory-budget",
+                      choices=MODES)
+    memory_budget: float | None = opt(None, "GB a step may use (default: the smaller of 8 and "
+                                      "80% of the memory available)")
 
     def __post_init__(self) -> None:
         if self.out is None:
@@ -100,6 +115,18 @@ class TrainConfig:
             raise ConfigError(f"--fraction {self.fraction} must be in (0, 1]")
         if self.init not in STRATEGIES:
             raise ConfigError(f"unknown --init {self.init!r}; use {', '.join(STRATEGIES)}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown --objective {self.objective!r}; use "
+                              f"{', '.join(OBJECTIVES)}")
+        if self.memory not in MODES:
+            raise ConfigError(f"unknown --memory {self.memory!r}; use {', '.join(MODES)}")
+        for k in ("contrast", "contrast_margin"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"--{k.replace('_', '-')} must be a number >= 0")
+        if self.memory_budget is not None and not (self.memory_budget > 0
+                                                   and math.isfinite(self.memory_budget)):
+            raise ConfigError("--memory-budget must be a positive number of GB")
 
     @property
     def total_epochs(self) -> float:

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model.adapters import token_lut
+from ..model.adapters import active, token_lut
 from .data import IGNORE
+from .head import head_kl, head_nll, nll_no_grad
 
 COMPACT_MIN_ZERO_FRACTION = 0.25  # below this, the dense head is as fast
 
@@ -95,13 +96,40 @@ class GlyphLM(torch.nn.Module):
         adapters with ``peft_model.disable_adapter()``).
         """
         hs, y, sel, delta = self._hidden(input_ids, attention_mask, labels, adapter)
-        if not self.compact and torch.is_grad_enabled():
-            # training on a dense head: never materialise the [tokens, vocabulary] logits
+        return self._nll(hs, y, sel, delta, adapter), sel
+
+    def _nll(self, hs, y, sel, delta, adapter):
+        if not self.compact:  # a dense head: never materialise the [tokens, vocabulary] logits
             idx = self.luts[adapter][1] if self.tied and delta is not None else None
-            return _head_nll(hs, self._head_weight(), y, idx, delta if idx is not None
-                             else None), sel
+            d = delta if idx is not None else None
+            if torch.is_grad_enabled():
+                return head_nll(hs, self._head_weight(), y, idx, d)
+            return nll_no_grad(hs, self._head_weight(), y, idx, d)
         sc = self._scores(hs, y, sel, delta, adapter)
-        return sc.lse - sc.target_logit, sc.sel
+        return sc.lse - sc.target_logit
+
+    def token_losses(self, input_ids, attention_mask, labels, adapter: str, *,
+                     teacher_hs=None, nll: bool = True):
+        """``(NLL, KL, mask)`` per labelled token from one pass through the model.
+
+        ``nll=False`` skips the NLL (``None``); without ``teacher_hs`` — the teacher's final
+        hidden states at the same labelled tokens (:meth:`teacher_hidden`) — the KL is
+        ``None``. Both go through the frozen head chunk by chunk (:mod:`glyph.training.head`).
+        """
+        hs, y, sel, delta = self._hidden(input_ids, attention_mask, labels, adapter)
+        out_nll = self._nll(hs, y, sel, delta, adapter) if nll else None
+        out_kl = None
+        if teacher_hs is not None:
+            idx = self.luts[adapter][1] if self.tied and delta is not None else None
+            out_kl = head_kl(hs, self._head_weight(), teacher_hs, idx,
+                             delta if idx is not None else None)
+        return out_nll, out_kl, sel
+
+    def teacher_hidden(self, input_ids, attention_mask, labels):
+        """The untouched base's final hidden states at the labelled positions (no gradient)."""
+        with torch.no_grad(), active(self.peft_model, None):
+            hs, _, _, _ = self._hidden(input_ids, attention_mask, labels, None)
+        return hs
 
     def scores(self, input_ids, attention_mask, labels, adapter: str | None) -> "Scores":
         """Next-token scores at every labelled position (see :class:`Scores`)."""
@@ -143,65 +171,6 @@ class GlyphLM(torch.nn.Module):
         picked = logits.gather(1, col.clamp(min=0).unsqueeze(1)).squeeze(1)
         target_logit = torch.where(col >= 0, picked, torch.zeros_like(picked))  # zero row: 0
         return Scores(logits, lse, target_logit, sel, self.n_zero)
-
-
-HEAD_CHUNK_ELEMENTS = 1 << 26  # logits held at once by the fused head: 64M floats = 256 MB
-
-
-class _HeadNLL(torch.autograd.Function):
-    """Per-token NLL through a frozen output layer, gradients computed chunk by chunk.
-
-    The head weight ``W`` is frozen (only glyph rows train), so the backward pass needs
-    ``dL/dh = (softmax - onehot) @ W`` and, for a tied head, ``dL/d delta`` for the glyph
-    columns. Both are computed in the forward pass, one chunk of positions at a time, and the
-    ``[tokens, vocabulary]`` logits never exist in full: on a dense 151,936-row head this
-    halves the step and its peak memory (benchmarks/train.md). Exact same maths as the dense
-    path (a test compares loss and gradients).
-    """
-
-    @staticmethod
-    def forward(ctx, hs, W, y, idx, delta):
-        n, v = hs.shape[0], W.shape[0]
-        chunk = max(1, HEAD_CHUNK_ELEMENTS // v)
-        nll = hs.new_empty(n, dtype=torch.float32)
-        grad_h = torch.empty_like(hs)
-        p_glyph = hs.new_zeros(n, 0 if idx is None else len(idx), dtype=torch.float32)
-        rows = torch.arange(min(chunk, n), device=hs.device)
-        for i in range(0, n, chunk):
-            h, yc = hs[i: i + chunk], y[i: i + chunk]
-            r = rows[: len(h)]
-            logits = F.linear(h, W).float()
-            if idx is not None:
-                logits[:, idx] = F.linear(h, delta.to(h.dtype)).float()
-            lse = torch.logsumexp(logits, dim=-1)
-            nll[i: i + len(h)] = lse - logits[r, yc]
-            p = logits.sub_(lse.unsqueeze(1)).exp_()   # softmax, in place
-            p[r, yc] -= 1                              # d nll / d logits
-            g = None
-            if idx is not None:
-                p_glyph[i: i + len(h)] = p[:, idx]
-                g = p[:, idx].to(h.dtype) @ delta.to(h.dtype)
-                p[:, idx] = 0                          # those columns came from delta, not W
-            gh = p.to(W.dtype) @ W
-            grad_h[i: i + len(h)] = (gh if g is None else gh + g).to(hs.dtype)
-        ctx.save_for_backward(hs, grad_h, p_glyph)
-        ctx.has_delta = idx is not None
-        return nll
-
-    @staticmethod
-    def backward(ctx, grad_nll):
-        hs, grad_h, p_glyph = ctx.saved_tensors
-        g = grad_nll.unsqueeze(1)
-        d_hs = grad_h * g.to(grad_h.dtype)
-        d_delta = (p_glyph * g).T.to(hs.dtype) @ hs if ctx.has_delta else None
-        return d_hs, None, None, None, d_delta
-
-
-def _head_nll(hs, W, y, idx, delta):
-    """Per-token NLL of targets ``y`` (see :class:`_HeadNLL`); ``idx``/``delta``: glyph columns."""
-    if idx is not None:
-        idx = idx.to(hs.device)
-    return _HeadNLL.apply(hs, W, y, idx, delta)
 
 
 @dataclass

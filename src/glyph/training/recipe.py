@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,7 +42,9 @@ from ..vocab import registry, sources
 from ..vocab import tokenizer as tk
 from . import checkpoint
 from .config import TrainConfig
-from .data import Example, build_examples, collate, schedule
+from .data import Example, build_examples, collate, padding_share, schedule
+from .memory import dims_of, plan_memory
+from .objectives import PartBuilder, Stats, StepLoss
 
 
 @dataclass
@@ -54,13 +57,15 @@ class RunResult:
 
 @dataclass
 class StepStats:
-    """One optimizer step: the trigger, the mean loss over the batch's label tokens, their count."""
+    """One optimizer step: the trigger, the mean loss over the batch's label tokens, their count
+    (``extra``: the NLL when the objective is another, the contrast gap)."""
 
     step: int
     trigger: str
     loss: float
     tokens: int
     seconds: float
+    extra: dict = field(default_factory=dict)
 
 
 def attach_adapters(base_model, reg, triggers: list[str], cfg: TrainConfig, init_rows: dict):
@@ -149,23 +154,32 @@ class Recipe:
         self.triggers = sorted({act[s.glyph].trigger for s in selected})
         self.held_scenes = [s for s in self.corpus.select(split="heldout", tiers=cfg.tiers)
                             if s.glyph in act and act[s.glyph].trigger in self.triggers]
+        self.base_where = base_mod.resolve_base(cfg.base, self.corpus, log=self.log)[1]
         if cfg.base is not None:
-            base_mod.check_base(base_mod.resolve_base(cfg.base)[1])
+            base_mod.check_base(self.base_where)
+        # before any weight loads: how a step fits in memory (refuses what cannot fit)
+        self.memory = plan_memory(cfg.memory, budget_gb=cfg.memory_budget,
+                                  batch_size=-(-cfg.batch_size // self.accelerator.num_processes),
+                                  max_len=cfg.max_len, dims=dims_of(self.base_where),
+                                  passes=2 if cfg.contrast > 0 else 1)
+        self.log(self.memory.describe())
 
     def _setup_model(self) -> None:
         import torch
 
         cfg, reg = self.cfg, self.reg
-        base_where = None if cfg.base is None else str(base_mod.resolve_base(cfg.base)[1])
+        base_where = None if cfg.base is None else str(self.base_where)
         if self.main:
             self.tok_report = tk.build_glyph_tokenizer(reg.active(), self.run.tokenizer_dir,
                                                        base=base_where, fam=reg.family)
         self.accelerator.wait_for_everyone()
-        tok = sources.load(self.run.tokenizer_dir)
+        self.tok = tok = sources.load(self.run.tokenizer_dir)
         with torch.random.fork_rng(devices=[]):  # seeded adapter init; the caller's RNG untouched
             torch.manual_seed(cfg.seed)
             base_model, self.info = base_mod.load_base(cfg.base, min_rows=max(
                 g.id for g in reg.glyphs) + 1, corpus=self.corpus, log=self.log)
+            if self.memory.mode == "checkpoint":
+                _checkpointing(base_model)
             glyphs = [g for g in reg.active() if g.trigger in self.triggers]
             init = rows_mod.init_rows(
                 base_model, glyphs, cfg.init,
@@ -173,14 +187,7 @@ class Recipe:
                 first_glyph_id=reg.family.first_glyph_id, seed=cfg.seed)
             self.peft_model = attach_adapters(base_model, reg, self.triggers, cfg,
                                               {g.id: init[i] for i, g in enumerate(glyphs)})
-        from .loss import GlyphLM
-
-        self.glm = GlyphLM(self.peft_model, self.info.tied)
-        self.examples = build_examples(reg, self.selected, tok, cfg.max_len)
-        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len)
-        self.plan = schedule(self.examples, cfg.batch_size, cfg.seed, steps=cfg.steps,
-                             epochs=cfg.total_epochs)
-        self.pad_id = reg.family.endoftext_id
+        self._setup_objective(tok)
         params = checkpoint.trainable(self.peft_model)
         for p in params.values():  # every adapter takes part in (distributed) training
             p.requires_grad_(True)
@@ -193,43 +200,77 @@ class Recipe:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / 10)
                                                        * (0.1 + 0.45 * (1 + math.cos(
                                                            math.pi * s / max(1, total)))))
-        self.model, self.opt = self.accelerator.prepare(self.glm, self.opt)
+        self.model, self.opt = self.accelerator.prepare(self.loss_fn, self.opt)
+
+    def _setup_objective(self, tok) -> None:
+        """Examples, the schedule, and the objective's module (what DDP wraps)."""
+        from .loss import GlyphLM
+
+        cfg, reg = self.cfg, self.reg
+        self.glm = GlyphLM(self.peft_model, self.info.tied)
+        self.loss_fn = StepLoss(self.glm, cfg.objective, contrast=cfg.contrast,
+                                margin=cfg.contrast_margin,
+                                world=self.accelerator.num_processes)
+        self.examples = build_examples(reg, self.selected, tok, cfg.max_len,
+                                       teacher=self.loss_fn.needs_teacher)
+        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len)
+        self.plan = schedule(self.examples, cfg.batch_size, cfg.seed, steps=cfg.steps,
+                             epochs=cfg.total_epochs, bucket=cfg.bucket, balance=cfg.balance)
+        self.pad_id = reg.family.endoftext_id
+        self.parts = PartBuilder(self.glm, self.examples, tok, reg, pad_id=self.pad_id,
+                                 seed=cfg.seed, teacher=self.loss_fn.needs_teacher,
+                                 contrast=cfg.contrast > 0)
+        self.log(f"{len(self.examples)} training scenes, {len(self.plan)} steps of "
+                 f"{cfg.batch_size} ({padding_share(self.examples, self.plan):.0%} padding), "
+                 f"objective {cfg.objective}" + (f" + contrast {cfg.contrast:g}"
+                                                 if cfg.contrast else ""))
 
     # ------------------------------------------------------------ step
     def step(self, trigger: str, idx: list[int]) -> StepStats:
-        """One optimizer step on examples ``idx`` of ``trigger`` (this process's slice of them)."""
+        """One optimizer step on examples ``idx`` of ``trigger`` (this process's slice of them,
+        in the memory plan's micro-batches)."""
         import torch
 
         t0 = time.time()
         acc = self.accelerator
         rank, world = acc.process_index, acc.num_processes
         mine = idx[rank::world]
-        batch = [self.examples[i] for i in (mine or idx[:1])]
-        ids, mask, labels = (x.to(acc.device) for x in collate(batch, self.pad_id))
+        parts = self.parts.parts(self.step_no, trigger, mine or idx[:1], self.memory.parts,
+                                 weight=1.0 if mine else 0.0)
+        local = [sum(int((p.labels[:, 1:] != -100).sum()) for p in parts) if mine else 0,
+                 len(mine)]
+        tokens, seqs = (local if world == 1 else
+                        acc.reduce(torch.tensor(local, device=acc.device), "sum").tolist())
+        stats = Stats()
+        self.opt.zero_grad(set_to_none=True)
         with active(self.peft_model, trigger):
-            # through the (DDP-wrapped, when distributed) module, so gradient hooks see it
-            nll, sel = self.model(ids, mask, labels, trigger, per_token=True)
-            n_local = int(sel.sum()) if mine else 0
-            total_tokens = n_local if world == 1 else int(acc.reduce(
-                torch.tensor(n_local, device=acc.device), reduction="sum"))
-            local_sum = nll.sum() * (1.0 if mine else 0.0)
-            # DDP averages gradients over processes: scale so the sum is the global token mean
-            loss = local_sum * world / max(1, total_tokens)
-            mean = (local_sum.detach() if world == 1 else acc.reduce(
-                local_sum.detach(), reduction="sum")) / max(1, total_tokens)
-            if not torch.isfinite(mean):
+            for j, part in enumerate(parts):
+                last = j == len(parts) - 1  # gradients are averaged across processes once
+                with (nullcontext() if last or world == 1 else acc.no_sync(self.model)):
+                    loss, st = self.model(part, tokens, seqs)
+                    acc.backward(loss)
+                if part.weight:
+                    stats.add(st)
+            totals = torch.tensor([stats.main, stats.nll, stats.gap], dtype=torch.float64)
+            if world > 1:
+                totals = acc.reduce(totals.to(acc.device), "sum").cpu()
+            mean = totals[0].item() / max(1, tokens)
+            if not math.isfinite(mean):
                 raise TrainingError(
-                    f"loss became {mean.item()} at step {self.step_no + 1} (trigger {trigger}); "
+                    f"loss became {mean} at step {self.step_no + 1} (trigger {trigger}); "
                     f"the last good checkpoint ({checkpoint.latest(self.run)}) is kept: lower "
                     "--lr / --embedding-lr and run again with --resume")
-            self.opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
             acc.clip_grad_norm_([p for g in self.opt.param_groups for p in g["params"]
                                  if p.grad is not None], 1.0)
             self.opt.step()
         self.sched.step()
         self.step_no += 1
-        return StepStats(self.step_no, trigger, mean.item(), total_tokens, time.time() - t0)
+        has_nll = self.cfg.objective == "lm+distill" or (self.cfg.objective == "distill"
+                                                          and self.cfg.contrast > 0)
+        extra = {"nll": totals[1].item() / max(1, tokens)} if has_nll else {}
+        if self.cfg.contrast:
+            extra["gap"] = totals[2].item() / max(1, seqs)
+        return StepStats(self.step_no, trigger, mean, tokens, time.time() - t0, extra)
 
     # ------------------------------------------------------------ loop
     def loop(self, on_step: Callable[[StepStats], None] | None = None) -> None:
@@ -246,7 +287,9 @@ class Recipe:
             self.tokens += stats.tokens
             self.seconds += stats.seconds
             rec = {"step": stats.step, "trigger": stats.trigger, "loss": round(stats.loss, 5),
-                   "lr": self.sched.get_last_lr()[0]}
+                   "lr": self.sched.get_last_lr()[0], "tokens": stats.tokens,
+                   "seconds": round(stats.seconds, 2),
+                   **{k: round(v, 5) for k, v in stats.extra.items()}}
             if stats.step % cfg.eval_every == 0 or stats.step == total:
                 rec["heldout_loss"] = round(self.heldout_loss(self.held[: cfg.eval_examples]), 5)
             self.loss_log.append(rec)
@@ -310,6 +353,15 @@ class Recipe:
             corpus={"fingerprint": self.corpus.fingerprint(), "train_scenes": len(self.selected),
                     "heldout_scenes": len(self.corpus.select(split="heldout"))},
             config=self.cfg.to_dict(), metrics=metrics, versions=versions(), created=now())
+
+
+def _checkpointing(model) -> None:
+    """Gradient checkpointing, non-reentrant (inputs need no grad; works with LoRA)."""
+    kw = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
 
 
 def _cuda() -> bool:
