@@ -88,7 +88,7 @@ def test_converted_dir_is_a_base_with_the_ggufs_logits(converted_dir, reference,
     check_base(converted_dir)  # a causal LM with a Qwen-family tokenizer
     marker = json.loads((converted_dir / glyph_gguf.MARKER).read_text())
     assert marker["architecture"] == "qwen2" and marker["sha256"] == glyph_gguf._sha256(tiny_gguf)
-    assert converted_dir.name == f"gguf-{marker['sha256'][:16]}"
+    assert converted_dir.name == f"gguf-{marker['sha256'][:16]}-v{glyph_gguf.CONVERTER_VERSION}"
     model = load_pretrained(converted_dir)
     assert model.get_input_embeddings().weight.shape[0] == EMBEDDING_ROWS
     assert model.get_output_embeddings().weight.shape[0] == EMBEDDING_ROWS
@@ -99,6 +99,17 @@ def test_converted_dir_is_a_base_with_the_ggufs_logits(converted_dir, reference,
         theirs = reference[1](ids).logits
     assert ours.shape == (1, ids.shape[1], EMBEDDING_ROWS)
     assert torch.equal(ours, theirs)
+
+
+def test_converted_tokenizer_reads_alike_in_tokenizers_and_transformers(converted_dir):
+    from transformers import AutoTokenizer
+
+    # glyph trains through ``tokenizers`` and serves through transformers
+    nfd = unicodedata.normalize("NFD", "Ёжик café naïve 가나다")
+    hf = AutoTokenizer.from_pretrained(str(converted_dir))
+    ids = sources.load(converted_dir).encode(nfd, add_special_tokens=False).ids
+    assert ids == hf.encode(nfd, add_special_tokens=False)
+    assert ids == hf.encode(unicodedata.normalize("NFC", nfd), add_special_tokens=False)
 
 
 def test_converting_again_hits_the_cache(converted_dir, tiny_gguf, tmp_path, monkeypatch):
@@ -164,11 +175,13 @@ def test_nothing_else_about_the_tokenizer_changes(gguf_glyph_dir, converted_dir)
 
 def test_glyph_free_text_encodes_as_the_ggufs_own_tokenizer(gguf_glyph_dir, reference):
     # GGUF records no normaliser, so transformers' GGUF tokenizer has none; Qwen's tokenizer
-    # (and so the converted directory) reads text as NFC: compare on NFC text
+    # (and so the converted directory) reads text as NFC: compare on the text it normalised
+    # (its own NFC: Python's unicodedata may know an older Unicode)
+    tok = sources.load(gguf_glyph_dir)
     texts = samples.sample_corpus(3000, seed=20261129, avoid=SYMBOLS)
-    nfc = [unicodedata.normalize("NFC", t) for t in texts]
+    nfc = [tok.normalizer.normalize_str(t) for t in texts]
     assert nfc != texts  # the corpus holds text that is not NFC
-    ours = sources.load(gguf_glyph_dir).encode_batch(texts, add_special_tokens=False)
+    ours = tok.encode_batch(texts, add_special_tokens=False)
     theirs = reference[0].backend_tokenizer.encode_batch(nfc, add_special_tokens=False)
     bad = [t for t, a, b in zip(texts, ours, theirs) if a.ids != b.ids]
     assert not bad, f"{len(bad)} of {len(texts)} differ; first: {bad[0]!r}"

@@ -4,16 +4,19 @@
 every tensor inside the file, an architecture transformers can load from GGUF — and
 only then converted, once: transformers dequantizes the weights to float32 and the
 directory (``config.json``, ``model.safetensors``, the tokenizer GGUF carries) is published
-atomically under ``$GLYPH_HOME/models/gguf-<sha256 prefix>/``, keyed by the file's content.
+atomically under ``$GLYPH_HOME/models/gguf-<sha256 prefix>-v<converter version>/``, keyed by
+the file's content.
 A bad file is one line naming it and what is wrong; nothing is cached.
 
 The tokenizer keeps what GGUF gives it, including the ``[PAD151665]``… filler tokens that pad
-the vocabulary to the embedding's rows: :mod:`glyph.vocab.tokenizer` treats them as free ids.
+the vocabulary to the embedding's rows (:mod:`glyph.vocab.tokenizer` treats them as free ids),
+plus the normaliser transformers applies when it loads the directory (NFC for Qwen), so
+``tokenizers`` and transformers read it alike.
 
 Example::
 
     >>> converted("~/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")     # doctest: +SKIP
-    PosixPath('/home/me/.cache/glyph/models/gguf-1d9614638d18024d')
+    PosixPath('/home/me/.cache/glyph/models/gguf-1d9614638d18024d-v2')
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ from .files import cached
 
 MAGIC = b"GGUF"
 MARKER = "glyph_gguf.json"
-CONVERTER_VERSION = 1
+# Bump when the converted directory changes: it is part of the cache key of converted().
+CONVERTER_VERSION = 2
 
 
 def is_gguf(base: str | Path | None) -> bool:
@@ -209,9 +213,29 @@ def _convert_into(target: Path, path: Path, info: dict, sha: str) -> None:
         del model.config.quantization_config
     model.save_pretrained(target, safe_serialization=True)
     tok.save_pretrained(target)
+    _normalize_as_transformers_loads(target)
     (target / MARKER).write_text(json.dumps({
         "version": CONVERTER_VERSION, "source": str(path), "sha256": sha, **info,
         "seconds": round(time.time() - t0, 1)}, indent=2))
+
+
+def _normalize_as_transformers_loads(target: Path) -> None:
+    """Give ``tokenizer.json`` the normaliser transformers applies when it loads ``target``.
+
+    GGUF records no normaliser, so transformers builds the tokenizer without one, yet saves it
+    under the architecture's tokenizer class, and Qwen2Tokenizer applies NFC when loaded back
+    (as Qwen's own tokenizer.json does). glyph reads tokenizer.json with ``tokenizers`` to train
+    and serves through transformers: without this, text that is not NFC would be encoded one
+    way in training and another in serving.
+    """
+    from transformers import AutoTokenizer
+
+    loaded = json.loads(AutoTokenizer.from_pretrained(str(target)).backend_tokenizer.to_str())
+    f = target / "tokenizer.json"
+    saved = json.loads(f.read_text(encoding="utf-8"))
+    if saved.get("normalizer") != loaded.get("normalizer"):
+        saved["normalizer"] = loaded.get("normalizer")
+        f.write_text(json.dumps(saved, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def converted(path: str | Path, *, log: Callable[[str], None] | None = None) -> Path:
@@ -219,7 +243,7 @@ def converted(path: str | Path, *, log: Callable[[str], None] | None = None) -> 
     path = Path(path).expanduser().resolve()
     info = inspect(path)
     sha = _sha256(path)
-    d = paths.home() / "models" / f"gguf-{sha[:16]}"
+    d = paths.home() / "models" / f"gguf-{sha[:16]}-v{CONVERTER_VERSION}"
     return cached(d, lambda tmp: _convert_into(tmp, path, info, sha), done=MARKER, log=log,
                   what=f"converting {path.name} ({info['architecture']}, {info['bytes'] / 1e6:.0f} "
                        f"MB, {info['tensors']} tensors) to float32 once → {d} (about a minute)")
