@@ -30,8 +30,7 @@ from glyph.vocab import tokenizer as tk
 from .conftest import WORDS, train_config, write_mini_project
 from .support import samples
 from .support.tiny_gguf import (EMBEDDING_ROWS, FILLERS, FIRST_FILLER, filler,
-                                qwen25_vocabulary, tensor_data_span, truncated_copy,
-                                write_tiny_gguf)
+                                tensor_data_span, truncated_copy, write_tiny_gguf)
 
 SYMBOLS = list(WORDS)                    # the mini project's glyphs: ⟁ 🜂 🫁
 GLYPH_IDS = [151669, 151670, 151671]     # their registry ids (registry.add gives them in order)
@@ -249,14 +248,23 @@ def _foreign_arch(d: Path, tiny: Path) -> Path:
     return write_tiny_gguf(d / "foreign.gguf", arch="glyph-test-arch", vocabulary=SMALL_VOCAB)
 
 
+def _damaged_header(d: Path, tiny: Path) -> Path:
+    p = write_tiny_gguf(d / "damaged.gguf", vocabulary=SMALL_VOCAB)
+    with p.open("r+b") as f:  # the version field, right after the magic
+        f.seek(4)
+        f.write((7).to_bytes(4, "little"))
+    return p
+
+
 def _missing(d: Path, tiny: Path) -> Path:
     return d / "missing.gguf"
 
 
 BAD = {  # how to make it, what the one line must say
     "not gguf": (_not_gguf, "not a GGUF file"),
-    "cut in its tensor data": (_cut_in_data, "truncated"),
-    "cut in its header": (_cut_in_header, "header"),
+    "cut in its tensor data": (_cut_in_data, "truncated ("),
+    "cut in its header": (_cut_in_header, "its GGUF header runs past the end of the file"),
+    "damaged header": (_damaged_header, "header is damaged (GGUF version 7 is not supported"),
     "foreign architecture": (_foreign_arch, "'glyph-test-arch' cannot be loaded"),
     "missing": (_missing, "no such file"),
 }
