@@ -41,6 +41,7 @@ from ..run.manifest import GlyphEntry, Manifest
 from ..vocab import registry, sources
 from ..vocab import tokenizer as tk
 from . import checkpoint
+from .adapters import attach_adapters, checkpointing
 from .config import TrainConfig
 from .data import Example, build_examples, collate, padding_share, schedule
 from .memory import dims_of, plan_memory
@@ -66,31 +67,6 @@ class StepStats:
     tokens: int
     seconds: float
     extra: dict = field(default_factory=dict)
-
-
-def attach_adapters(base_model, reg, triggers: list[str], cfg: TrainConfig, init_rows: dict):
-    """One LoRA adapter per trigger, each training only its own glyphs' rows."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from .loss import embedding_layer
-
-    peft_model = None
-    for t in triggers:
-        ids = [g.id for g in reg.active() if g.trigger == t]
-        lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                        target_modules=list(reg.family.lora_targets),
-                        trainable_token_indices=ids, task_type="CAUSAL_LM")
-        if peft_model is None:
-            peft_model = get_peft_model(base_model, lc, adapter_name=t)
-        else:
-            peft_model.add_adapter(t, lc)
-    emb = embedding_layer(peft_model)
-    with torch.no_grad():  # our init goes into the adapter, the base stays bit-identical
-        for t in triggers:
-            for j, gid in enumerate(emb.token_indices[t]):
-                emb.trainable_tokens_delta[t][j].copy_(init_rows[gid])
-    return peft_model
 
 
 class Recipe:
@@ -123,6 +99,7 @@ class Recipe:
         if saved is not None:
             self.cfg = TrainConfig.from_dict(saved, out=self.cfg.out)
         self._setup_data()
+        self._setup_examples()
         self._setup_model()
         if resume:
             self.step_no, self.loss_log = checkpoint.restore(self.run, self.peft_model, self.opt,
@@ -157,16 +134,10 @@ class Recipe:
         self.base_where = base_mod.resolve_base(cfg.base, self.corpus, log=self.log)[1]
         if cfg.base is not None:
             base_mod.check_base(self.base_where)
-        # before any weight loads: how a step fits in memory (refuses what cannot fit)
-        self.memory = plan_memory(cfg.memory, budget_gb=cfg.memory_budget,
-                                  batch_size=-(-cfg.batch_size // self.accelerator.num_processes),
-                                  max_len=cfg.max_len, dims=dims_of(self.base_where),
-                                  passes=2 if cfg.contrast > 0 else 1)
-        self.log(self.memory.describe())
 
-    def _setup_model(self) -> None:
-        import torch
-
+    def _setup_examples(self) -> None:
+        """The glyph tokenizer, examples and schedule, then — before any weight loads — how a
+        step fits in memory (refusing what cannot fit), from the longest batch there is."""
         cfg, reg = self.cfg, self.reg
         base_where = None if cfg.base is None else str(self.base_where)
         if self.main:
@@ -174,12 +145,33 @@ class Recipe:
                                                        base=base_where, fam=reg.family)
         self.accelerator.wait_for_everyone()
         self.tok = tok = sources.load(self.run.tokenizer_dir)
+        teacher = cfg.objective != "lm"
+        self.examples = build_examples(reg, self.selected, tok, cfg.max_len, teacher=teacher)
+        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len)
+        self.plan = schedule(self.examples, cfg.batch_size, cfg.seed, steps=cfg.steps,
+                             epochs=cfg.total_epochs, bucket=cfg.bucket, balance=cfg.balance)
+        self.pad_id = reg.family.endoftext_id
+        longest = max(len(e.ids) for e in self.examples)
+        self.memory = plan_memory(cfg.memory, budget_gb=cfg.memory_budget,
+                                  batch_size=-(-cfg.batch_size // self.accelerator.num_processes),
+                                  max_len=longest, dims=dims_of(self.base_where),
+                                  passes=2 if cfg.contrast > 0 else 1)
+        self.log(f"{len(self.examples)} training scenes, {len(self.plan)} steps of "
+                 f"{cfg.batch_size} ({padding_share(self.examples, self.plan):.0%} padding), "
+                 f"objective {cfg.objective}" + (f" + contrast {cfg.contrast:g}"
+                                                 if cfg.contrast else ""))
+        self.log(self.memory.describe())
+
+    def _setup_model(self) -> None:
+        import torch
+
+        cfg, reg, tok = self.cfg, self.reg, self.tok
         with torch.random.fork_rng(devices=[]):  # seeded adapter init; the caller's RNG untouched
             torch.manual_seed(cfg.seed)
             base_model, self.info = base_mod.load_base(cfg.base, min_rows=max(
                 g.id for g in reg.glyphs) + 1, corpus=self.corpus, log=self.log)
             if self.memory.mode == "checkpoint":
-                _checkpointing(base_model)
+                checkpointing(base_model)
             glyphs = [g for g in reg.active() if g.trigger in self.triggers]
             init = rows_mod.init_rows(
                 base_model, glyphs, cfg.init,
@@ -187,7 +179,7 @@ class Recipe:
                 first_glyph_id=reg.family.first_glyph_id, seed=cfg.seed)
             self.peft_model = attach_adapters(base_model, reg, self.triggers, cfg,
                                               {g.id: init[i] for i, g in enumerate(glyphs)})
-        self._setup_objective(tok)
+        self._setup_objective()
         params = checkpoint.trainable(self.peft_model)
         for p in params.values():  # every adapter takes part in (distributed) training
             p.requires_grad_(True)
@@ -202,28 +194,18 @@ class Recipe:
                                                            math.pi * s / max(1, total)))))
         self.model, self.opt = self.accelerator.prepare(self.loss_fn, self.opt)
 
-    def _setup_objective(self, tok) -> None:
-        """Examples, the schedule, and the objective's module (what DDP wraps)."""
+    def _setup_objective(self) -> None:
+        """The forward pass and the objective's module (what DDP wraps), its batch builder."""
         from .loss import GlyphLM
 
-        cfg, reg = self.cfg, self.reg
+        cfg = self.cfg
         self.glm = GlyphLM(self.peft_model, self.info.tied)
         self.loss_fn = StepLoss(self.glm, cfg.objective, contrast=cfg.contrast,
                                 margin=cfg.contrast_margin,
                                 world=self.accelerator.num_processes)
-        self.examples = build_examples(reg, self.selected, tok, cfg.max_len,
-                                       teacher=self.loss_fn.needs_teacher)
-        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len)
-        self.plan = schedule(self.examples, cfg.batch_size, cfg.seed, steps=cfg.steps,
-                             epochs=cfg.total_epochs, bucket=cfg.bucket, balance=cfg.balance)
-        self.pad_id = reg.family.endoftext_id
-        self.parts = PartBuilder(self.glm, self.examples, tok, reg, pad_id=self.pad_id,
+        self.parts = PartBuilder(self.glm, self.examples, self.tok, self.reg, pad_id=self.pad_id,
                                  seed=cfg.seed, teacher=self.loss_fn.needs_teacher,
                                  contrast=cfg.contrast > 0)
-        self.log(f"{len(self.examples)} training scenes, {len(self.plan)} steps of "
-                 f"{cfg.batch_size} ({padding_share(self.examples, self.plan):.0%} padding), "
-                 f"objective {cfg.objective}" + (f" + contrast {cfg.contrast:g}"
-                                                 if cfg.contrast else ""))
 
     # ------------------------------------------------------------ step
     def step(self, trigger: str, idx: list[int]) -> StepStats:
@@ -353,15 +335,6 @@ class Recipe:
             corpus={"fingerprint": self.corpus.fingerprint(), "train_scenes": len(self.selected),
                     "heldout_scenes": len(self.corpus.select(split="heldout"))},
             config=self.cfg.to_dict(), metrics=metrics, versions=versions(), created=now())
-
-
-def _checkpointing(model) -> None:
-    """Gradient checkpointing, non-reentrant (inputs need no grad; works with LoRA)."""
-    kw = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
 
 
 def _cuda() -> bool:
