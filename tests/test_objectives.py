@@ -158,3 +158,23 @@ def test_teacher_states_are_the_base_with_the_meaning(mini_project, tiny_base):
     want = h[0, :-1][labels[0, 1:] != -100]
     assert torch.allclose(part.teacher[: len(want)], want, atol=1e-5)
     assert Path(r.run.path).name == "t"
+
+
+def test_a_time_budget_cuts_the_schedule_after_measuring(mini_project, tiny_base):
+    from glyph.training.config import REAL_BASE_MINUTES, TrainConfig
+    from glyph.training.recipe import TIME_PROBE_STEPS
+
+    assert TrainConfig(out=Path("x")).time_budget is None           # the embedded default
+    assert TrainConfig(out=Path("x"), base="b").time_budget == REAL_BASE_MINUTES
+    assert TrainConfig(out=Path("x"), base="b", steps=9).time_budget is None
+    said = []
+    res = train(train_config(mini_project / "tb", tiny_base, steps=24, max_minutes=1e-5),
+                log=said.append, progress=False)
+    assert res.steps == TIME_PROBE_STEPS and any("time budget" in m for m in said)
+    saved = json.loads((res.out / "train_config.json").read_text())
+    assert saved["steps"] == TIME_PROBE_STEPS  # a resumed run follows the cut schedule
+    log = [json.loads(x) for x in (res.out / "loss.jsonl").read_text().splitlines()]
+    assert len(log) == TIME_PROBE_STEPS and "heldout_loss" in log[-1]
+    roomy = train(train_config(mini_project / "roomy", tiny_base, steps=6, max_minutes=60),
+                  log=lambda m: None, progress=False)
+    assert roomy.steps == 6

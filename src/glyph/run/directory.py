@@ -27,9 +27,7 @@ Example::
 from __future__ import annotations
 
 import json
-import platform
 import shutil
-import time
 from functools import cached_property
 from pathlib import Path
 
@@ -239,20 +237,3 @@ class Run:
         self.__dict__.pop("_manifest", None)
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         return self.manifest_path
-
-
-def versions() -> dict:
-    """Versions of the packages a run depends on (recorded in its manifest)."""
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("glyph", "torch", "transformers", "peft", "accelerate", "tokenizers"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

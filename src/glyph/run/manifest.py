@@ -57,6 +57,20 @@ class Manifest:
     def family(self) -> BaseFamily:
         return get_family(self.base.family)
 
+    @classmethod
+    def of_training(cls, *, reg, triggers: list[str], base: BaseInfo, corpus, train_scenes: int,
+                    config: dict, metrics: dict) -> "Manifest":
+        """The manifest of a run that just trained ``triggers`` on ``base``."""
+        return cls(
+            glyphs=tuple(GlyphEntry(g.symbol, g.id, g.name, g.trigger, g.kind, g.meaning)
+                         for g in reg.active() if g.trigger in triggers),
+            triggers={t: f"adapters/{t}" for t in triggers}, base=base, tokenizer="tokenizer",
+            registry={"path": str(reg.path), "fingerprint": reg.fingerprint()},
+            registers=tuple(reg.registers),
+            corpus={"fingerprint": corpus.fingerprint(), "train_scenes": train_scenes,
+                    "heldout_scenes": len(corpus.select(split="heldout"))},
+            config=config, metrics=metrics, versions=versions(), created=now())
+
     def glyphs_of(self, trigger: str) -> list[GlyphEntry]:
         return [g for g in self.glyphs if g.trigger == trigger]
 
@@ -148,3 +162,23 @@ def _list_of(items: Any, cls, key: str, bad) -> list:
     if not isinstance(items, list) or not items:
         raise bad(key, "a non-empty list")
     return [_record(x, cls, f"{key}[{i}]", bad) for i, x in enumerate(items)]
+
+
+def versions() -> dict:
+    """Versions of the packages a run depends on (recorded in its manifest)."""
+    import importlib.metadata as md
+    import platform
+
+    out = {"python": platform.python_version()}
+    for pkg in ("glyph", "torch", "transformers", "peft", "accelerate", "tokenizers"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

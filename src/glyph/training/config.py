@@ -27,7 +27,9 @@ from ..model.rows import DEFAULT_INIT, STRATEGIES
 from .memory import MODES
 from .objectives import OBJECTIVES
 
-DEFAULT_EPOCHS = 3.0
+DEFAULT_EPOCHS = 3.0        # the embedded default: small and fast
+REAL_BASE_EPOCHS = 1.0      # a --base: one pass over the data …
+REAL_BASE_MINUTES = 40.0    # … or this long, whichever is shorter (benchmarks/train.md)
 
 
 def opt(default: Any = None, help: str = "", *, cli: bool = True, choices: tuple | None = None,
@@ -51,8 +53,11 @@ class TrainConfig:
     levels: tuple[str, ...] = opt((), "levels to train on (default: all)", csv=True,
                                   choices=LEVELS)
     steps: int | None = opt(None, "optimizer steps (default: --epochs)")
-    epochs: float | None = opt(None, f"passes over the data (default {DEFAULT_EPOCHS:g} when "
-                               "--steps is not given)")
+    epochs: float | None = opt(None, f"passes over the data (default: {DEFAULT_EPOCHS:g} on the "
+                               f"embedded base; {REAL_BASE_EPOCHS:g} on a --base, within "
+                               f"{REAL_BASE_MINUTES:g} minutes)")
+    max_minutes: float | None = opt(None, "cut the schedule to what fits in this many minutes, "
+                                    "measured on the first steps")
     batch_size: int = opt(8, "scenes per step")
     max_len: int = opt(192, "tokens per example (prompt + scene), longer ones are cut")
     lr: float = opt(2e-3, "LoRA learning rate")
@@ -124,13 +129,29 @@ class TrainConfig:
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"--{k.replace('_', '-')} must be a number >= 0")
+        if self.max_minutes is not None and not (self.max_minutes > 0
+                                                 and math.isfinite(self.max_minutes)):
+            raise ConfigError("--max-minutes must be a positive number")
         if self.memory_budget is not None and not (self.memory_budget > 0
                                                    and math.isfinite(self.memory_budget)):
             raise ConfigError("--memory-budget must be a positive number of GB")
 
     @property
     def total_epochs(self) -> float:
-        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
+        if self.epochs is not None:
+            return self.epochs
+        return DEFAULT_EPOCHS if self.base is None else REAL_BASE_EPOCHS
+
+    @property
+    def time_budget(self) -> float | None:
+        """Minutes the schedule must fit in: ``max_minutes``, or on a ``--base`` without
+        ``--steps``/``--epochs`` the measured default (a 0.5B model on 2 CPU cores trains about
+        0.7 epochs of the starter corpus in it)."""
+        if self.max_minutes is not None:
+            return self.max_minutes
+        if self.base is not None and self.steps is None and self.epochs is None:
+            return REAL_BASE_MINUTES
+        return None
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -36,8 +36,7 @@ from ..model import base as base_mod
 from ..model import rows as rows_mod
 from ..model.adapters import active
 from ..run import Run
-from ..run.directory import now, versions
-from ..run.manifest import GlyphEntry, Manifest
+from ..run.manifest import Manifest
 from ..vocab import registry, sources
 from ..vocab import tokenizer as tk
 from . import checkpoint
@@ -46,6 +45,9 @@ from .config import TrainConfig
 from .data import Example, build_examples, collate, padding_share, schedule
 from .memory import dims_of, plan_memory
 from .objectives import PartBuilder, Stats, StepLoss
+
+
+TIME_PROBE_STEPS = 4  # steps measured before a time budget cuts the schedule
 
 
 @dataclass
@@ -188,10 +190,10 @@ class Recipe:
         self.opt = torch.optim.AdamW([{"params": lora, "lr": cfg.lr, "weight_decay": 0.0},
                                       {"params": rows, "lr": cfg.embedding_lr,
                                        "weight_decay": 0.0}])
-        total = len(self.plan)
+        # warm-up, then cosine to 10 %; over ``len(self.plan)``, which a time budget may cut
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / 10)
                                                        * (0.1 + 0.45 * (1 + math.cos(
-                                                           math.pi * s / max(1, total)))))
+                                                           math.pi * s / max(1, len(self.plan))))))
         self.model, self.opt = self.accelerator.prepare(self.loss_fn, self.opt)
 
     def _setup_objective(self) -> None:
@@ -255,24 +257,56 @@ class Recipe:
         return StepStats(self.step_no, trigger, mean, tokens, time.time() - t0, extra)
 
     # ------------------------------------------------------------ loop
+    def fit_time_budget(self, step_seconds: list[float]) -> None:
+        """Cut the schedule to what fits the time budget, from the steps measured so far.
+
+        The first step (allocations) is left out; held-out checks are counted. The decision is
+        the same in every process and is written to ``train_config.json``, so a resumed run
+        follows the same schedule.
+        """
+        import torch
+
+        budget = self.cfg.time_budget
+        if budget is None or len(step_seconds) < 2:
+            return
+        per_step = sum(step_seconds[1:]) / (len(step_seconds) - 1)
+        if self.accelerator.num_processes > 1:  # every process must cut at the same step
+            per_step = self.accelerator.reduce(torch.tensor(per_step), "mean").item()
+        per_step *= 1 + 1 / self.cfg.eval_every
+        fits = max(self.step_no, int(budget * 60 / per_step))
+        if fits >= len(self.plan):
+            return
+        self.plan = self.plan[:fits]
+        self.cfg.steps, self.cfg.epochs = fits, None
+        if self.main:
+            self.run.write_train_config(self.cfg.to_dict())
+        self.log(f"time budget {budget:g} min at {per_step:.1f} s/step: the schedule ends at "
+                 f"step {fits} ({fits * self.cfg.batch_size / len(self.examples):.2f} epochs)")
+
     def loop(self, on_step: Callable[[StepStats], None] | None = None) -> None:
         """Run the remaining steps: log, evaluate, checkpoint; ``on_step`` sees every step."""
         from tqdm import tqdm
 
-        cfg, total = self.cfg, len(self.plan)
-        bar = tqdm(total=total, initial=self.step_no, desc="train", unit="step",
+        cfg = self.cfg
+        measured: list[float] = []  # this session's step times, for the time budget
+        bar = tqdm(total=len(self.plan), initial=self.step_no, desc="train", unit="step",
                    disable=not self.progress or not self.main, mininterval=1.0,
                    dynamic_ncols=True)
         self.glm.train()
-        while self.step_no < total:
+        while self.step_no < len(self.plan):
             stats = self.step(*self.plan[self.step_no])
             self.tokens += stats.tokens
             self.seconds += stats.seconds
+            measured.append(stats.seconds)
+            if len(measured) == TIME_PROBE_STEPS:
+                self.fit_time_budget(measured)
+                bar.total = len(self.plan)
+            last = stats.step == len(self.plan)
             rec = {"step": stats.step, "trigger": stats.trigger, "loss": round(stats.loss, 5),
                    "lr": self.sched.get_last_lr()[0], "tokens": stats.tokens,
                    "seconds": round(stats.seconds, 2),
                    **{k: round(v, 5) for k, v in stats.extra.items()}}
-            if stats.step % cfg.eval_every == 0 or stats.step == total:
+            if stats.step % cfg.eval_every == 0 or last:
                 rec["heldout_loss"] = round(self.heldout_loss(self.held[: cfg.eval_examples]), 5)
             self.loss_log.append(rec)
             bar.set_postfix(loss=f"{rec['loss']:.3f}",
@@ -280,7 +314,7 @@ class Recipe:
                             **({"heldout": f"{rec['heldout_loss']:.3f}"}
                                if "heldout_loss" in rec else {}))
             bar.update(1)
-            if stats.step % cfg.save_every == 0 and stats.step < total and self.main:
+            if stats.step % cfg.save_every == 0 and not last and self.main:
                 checkpoint.save(self.run, stats.step, self.peft_model, self.opt, self.loss_log)
             if on_step is not None:
                 on_step(stats)
@@ -318,23 +352,13 @@ class Recipe:
                    "processes": self.accelerator.num_processes,
                    "label_tokens_per_s": round(self.tokens / max(self.seconds, 1e-9), 1)}
         if self.main:
-            self.run.publish(self.manifest(metrics), peft_model=self.peft_model,
+            manifest = Manifest.of_training(
+                reg=self.reg, triggers=self.triggers, base=self.info, corpus=self.corpus,
+                train_scenes=len(self.selected), config=self.cfg.to_dict(), metrics=metrics)
+            self.run.publish(manifest, peft_model=self.peft_model,
                              loss_log=self.loss_log)
         self.accelerator.wait_for_everyone()
         return RunResult(out=self.run.path, steps=len(self.plan), metrics=metrics, main=self.main)
-
-    def manifest(self, metrics: dict) -> Manifest:
-        reg = self.reg
-        return Manifest(
-            glyphs=tuple(GlyphEntry(g.symbol, g.id, g.name, g.trigger, g.kind, g.meaning)
-                         for g in reg.active() if g.trigger in self.triggers),
-            triggers={t: f"adapters/{t}" for t in self.triggers},
-            base=self.info, tokenizer="tokenizer",
-            registry={"path": str(reg.path), "fingerprint": reg.fingerprint()},
-            registers=tuple(reg.registers),
-            corpus={"fingerprint": self.corpus.fingerprint(), "train_scenes": len(self.selected),
-                    "heldout_scenes": len(self.corpus.select(split="heldout"))},
-            config=self.cfg.to_dict(), metrics=metrics, versions=versions(), created=now())
 
 
 def _cuda() -> bool:
@@ -357,9 +381,3 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False,
     recipe = Recipe(cfg, log=log, progress=progress).setup(resume=resume, overwrite=overwrite)
     recipe.loop(on_step)
     return recipe.save()
-
-
-def default_out() -> Path:
-    from .. import paths
-
-    return paths.home() / "runs" / "default"
