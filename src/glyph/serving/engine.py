@@ -92,6 +92,10 @@ class Handle:
     def completion_tokens(self) -> int:
         return len(self.out_ids)
 
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
     def cancel(self) -> None:
         """Stop generating (the engine drops it before its next step)."""
         self.cancelled = True
