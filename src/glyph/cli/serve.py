@@ -40,3 +40,23 @@ def serve(run, host, port, api_key, model_name, max_batch, max_queue, max_prompt
                                                max_tokens=max_tokens))
     run_server(run_dir(run), options, registry=registry.load_optional(),
                log=lambda m: click.echo(m, err=True))
+
+
+@main.command()
+@click.argument("text")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="a --multi-lora export (its routing.json); default: the run's "
+              "own rules")
+@click.option("--run", "run", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="run directory (default: $GLYPH_RUN or $GLYPH_HOME/runs/default)")
+def route(text, export_dir, run) -> None:
+    """Print the adapter (OpenAI model name) TEXT needs on a multi-LoRA engine."""
+    from ..run import Run
+    from ..serving.routes import Routing
+
+    if export_dir is not None:
+        rules = Routing.read(export_dir)
+    else:
+        path = run_dir(run)
+        rules = Routing.of_run(Run(path).manifest(), model=path.resolve().name)
+    click.echo(rules.model_for(text))
