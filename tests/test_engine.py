@@ -122,3 +122,13 @@ def test_sampling_follows_its_own_generator_and_penalties():
     assert int(choose(logits, [greedy()], [[1]], [[]], [None])) == 2  # 3.0/1.1 < 2.9
     pres = SamplingParams(temperature=0, presence_penalty=1.0)
     assert int(choose(logits, [pres], [[]], [[1]], [None])) == 2
+
+
+def test_batched_plain_sampling_equals_one_row_at_a_time():
+    from glyph.serving.sampling import _sample
+
+    logits = torch.randn(5, 3000, generator=torch.Generator().manual_seed(1)) * 3
+    params = [SamplingParams(temperature=t, seed=i) for i, t in enumerate((0.5, 1, 1.5, 0.8, 2))]
+    batched = choose(logits, params, [[]] * 5, [[]] * 5, [generator(i) for i in range(5)])
+    alone = [_sample(logits[i].clone(), params[i], generator(i)) for i in range(5)]
+    assert batched.tolist() == alone

@@ -150,6 +150,24 @@ def _sample(row, p: SamplingParams, gen) -> int:
     return int(ids[j]) if ids is not None else j
 
 
+def _plain_sampling(p: SamplingParams, out: Sequence[int]) -> bool:
+    """Sampling from the whole tempered distribution, nothing else (OpenAI's defaults)."""
+    return (not p.greedy and p.top_k == 0 and p.top_p == 1 and p.repetition_penalty == 1.0
+            and not (out and (p.presence_penalty or p.frequency_penalty)))
+
+
+def _sample_plain(logits, params, generators):
+    """:func:`_sample` for many rows at once when they only have a temperature: one softmax
+    and one cumulative sum for the batch, one uniform number from each row's generator."""
+    import torch
+
+    temps = torch.tensor([p.temperature for p in params], dtype=logits.dtype)
+    cdf = torch.softmax(logits / temps[:, None], -1).double().cumsum(-1)
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
+    j = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0]
+    return j.clamp(max=logits.shape[-1] - 1)
+
+
 def choose(logits, params: Sequence[SamplingParams], prompts: Sequence[Sequence[int]],
            outputs: Sequence[Sequence[int]], generators: Sequence) -> "torch.Tensor":
     """The next token of every row of ``logits`` (``[rows, vocab]``), each by its own params."""
@@ -157,12 +175,17 @@ def choose(logits, params: Sequence[SamplingParams], prompts: Sequence[Sequence[
 
     logits = logits.float()
     out = torch.empty(logits.shape[0], dtype=torch.long)
-    plain = [i for i, p in enumerate(params) if p.greedy and p.repetition_penalty == 1.0
-             and not (outputs[i] and (p.presence_penalty or p.frequency_penalty))]
-    if plain:  # the common greedy case, batched
-        idx = torch.tensor(plain)
+    greedy = [i for i, p in enumerate(params) if p.greedy and p.repetition_penalty == 1.0
+              and not (outputs[i] and (p.presence_penalty or p.frequency_penalty))]
+    if greedy:  # the common greedy case, batched
+        idx = torch.tensor(greedy)
         out[idx] = logits[idx].argmax(-1)
-    for i in sorted(set(range(len(params))) - set(plain)):
+    plain = [i for i, p in enumerate(params) if _plain_sampling(p, outputs[i])]
+    if plain:  # plain sampling, batched
+        idx = torch.tensor(plain)
+        out[idx] = _sample_plain(logits[idx], [params[i] for i in plain],
+                                 [generators[i] for i in plain])
+    for i in sorted(set(range(len(params))) - set(greedy) - set(plain)):
         p, row = params[i], logits[i].clone()
         _penalise(row, p, prompts[i], outputs[i])
         out[i] = int(row.argmax()) if p.greedy else _sample(row, p, generators[i])
