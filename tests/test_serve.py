@@ -286,6 +286,11 @@ def test_serve_binds_loopback_and_refuses_bad_options(project):
     assert serve.default == "127.0.0.1"
     r = CliRunner().invoke(main, ["serve", "--max-batch", "0"])
     assert r.exit_code == 1 and r.output.count("\n") == 1 and "--max-batch" in r.output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = CliRunner().invoke(main, ["serve", "--port", str(taken.getsockname()[1])])
+    assert r.exit_code == 1 and "pass another --port" in r.output and r.output.count("\n") == 1
 
 
 # ---------------------------------------------------------------- the atlas in Chromium

@@ -55,11 +55,25 @@ def build_app(run: Path | str, options: ServeOptions, *, registry=None):
     return create_app(svc, engine, config), svc
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail in a second, before the model loads, when the address cannot be bound."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror}); pass another "
+                          "--port or --host") from None
+
+
 def serve(run: Path | str, options: ServeOptions, *, registry=None,
           log: Callable[[str], None] = print) -> None:
     """Serve ``run`` until SIGTERM/SIGINT (then finish in-flight requests and return)."""
     import uvicorn
 
+    check_port(options.host, options.port)
     app, svc = build_app(run, options, registry=registry)
     cfg = app.state.config
     log(f"serving run {svc.run.path} as model '{cfg.model_name}' on "
