@@ -132,3 +132,15 @@ def test_batched_plain_sampling_equals_one_row_at_a_time():
     batched = choose(logits, params, [[]] * 5, [[]] * 5, [generator(i) for i in range(5)])
     alone = [_sample(logits[i].clone(), params[i], generator(i)) for i in range(5)]
     assert batched.tolist() == alone
+
+
+def test_blockwise_draw_is_the_inverse_cdf():
+    from glyph.serving.sampling import _draw
+
+    g = torch.Generator().manual_seed(2)
+    probs = torch.softmax(torch.randn(3, 5000, generator=g) * 4, -1)
+    u = torch.rand(3, generator=g, dtype=torch.float64)
+    want = [int(torch.searchsorted(probs[r].double().cumsum(0), u[r] * probs[r].double().sum(),
+                                   right=True)) for r in range(3)]
+    assert _draw(probs, u).tolist() == want
+    assert _draw(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([0.0])).tolist() == [2]

@@ -26,8 +26,10 @@ _ENGINE = "engine limit (default %s)"
 @click.option("--max-tokens", type=int, default=512, show_default=True,
               help="the largest max_tokens a request may ask for")
 @click.option("--max-body-kb", type=int, default=1000, show_default=True)
+@click.option("--threads", type=int, default=0, show_default=True,
+              help="torch threads for generation (0: torch's default)")
 def serve(run, host, port, api_key, model_name, max_batch, max_queue, max_prompt_tokens,
-          max_tokens, max_body_kb) -> None:
+          max_tokens, max_body_kb, threads) -> None:
     """Serve RUN over HTTP: OpenAI-compatible /v1 API with glyph routing, and the atlas at /."""
     from ..serving.engine import EngineConfig
     from ..serving.server import ServeOptions, serve as run_server
@@ -37,7 +39,7 @@ def serve(run, host, port, api_key, model_name, max_batch, max_queue, max_prompt
                            max_body_kb=max_body_kb,
                            engine=EngineConfig(max_batch=max_batch, max_queue=max_queue,
                                                max_prompt_tokens=max_prompt_tokens,
-                                               max_tokens=max_tokens))
+                                               max_tokens=max_tokens, threads=threads))
     run_server(run_dir(run), options, registry=registry.load_optional(),
                log=lambda m: click.echo(m, err=True))
 

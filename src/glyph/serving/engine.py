@@ -50,11 +50,13 @@ class EngineConfig:
     max_queue: int = 256           # requests waiting for a place before new ones are refused
     max_prompt_tokens: int = 1024  # longer prompts are refused
     max_tokens: int = 512          # the largest max_tokens a request may ask for
+    threads: int = 0               # torch threads for the engine (0: leave torch's setting)
 
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"--{k.replace('_', '-')} must be an integer >= 1")
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "threads" else 1):
+                raise ConfigError(f"--{k.replace('_', '-')} must be an integer >= "
+                                  f"{0 if k == 'threads' else 1}")
 
 
 @dataclass
@@ -212,6 +214,8 @@ class Engine:
     def _loop(self) -> None:
         import torch
 
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
         with torch.no_grad():
             while True:
                 with self._cv:
