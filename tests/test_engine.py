@@ -45,6 +45,20 @@ def test_batched_equals_one_at_a_time_and_hf_generate(gm, engine):
     assert [h.route for h in together][3:5] == [["initiation"], ["initiation", "body"]]
     hf = [gm.generate([p], temperature=0, max_new_tokens=10)[0].text for p in PROMPTS]
     assert [clean(h.text) for h in alone] == hf
+    assert engine.stats()["lanes"] == 0 and "body+initiation" in gm.model.peft_config
+
+
+def test_summed_adapter_equals_model_wide_activation(gm):
+    """Multi-trigger rows in the mixed lane (a summed adapter) or in their own lane (adapters
+    active model-wide) give the same tokens, at temperature 0 and with a seed."""
+    outs = []
+    for combine in (True, False):
+        eng = Engine(gm, EngineConfig(combine_adapters=combine)).start()
+        params = [greedy(12), SamplingParams(max_tokens=12, temperature=0.9, seed=3)] * 2
+        hs = eng.submit_many([PROMPTS[4], PROMPTS[4], PROMPTS[6], PROMPTS[1]], params)
+        outs.append([h.wait(60).out_ids for h in hs])
+        eng.stop(timeout=30)
+    assert outs[0] == outs[1]
 
 
 def test_requests_join_and_leave_between_steps(engine):

@@ -7,10 +7,12 @@ sequence, streams each new piece of text to its request and drops the sequences 
 finished or were cancelled. A request therefore joins and leaves the batch at any step;
 it never waits for a whole batch to finish.
 
-Routing follows :meth:`GlyphModel.generate`: sequences with at most one trigger share one
-*lane* (one forward pass, an adapter per row through peft's ``adapter_names``); each
-multi-trigger combination (``⟁ and 🫁``) has its own lane, since peft activates several
-adapters only model-wide. A lane's cache is left-padded to a common length: its attention
+Routing follows :meth:`GlyphModel.generate`: every row reads its glyphs' adapters, all rows
+share one *lane* (one forward pass, an adapter per row through peft's ``adapter_names``). A
+multi-trigger row (``⟁ and 🫁``) uses the *sum* of its adapters registered as one more
+adapter (:mod:`glyph.serving.combine`: exact, rank = the parts' ranks added), so it joins
+the same pass; with ``combine_adapters=False`` each combination runs model-wide in a lane of
+its own instead, as ``GlyphModel.generate`` does (a test checks both agree). A lane's cache is left-padded to a common length: its attention
 mask hides the padding and every row's position ids count only its own tokens, so a row
 computes what it would compute alone (a test compares batched with one-at-a-time output).
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..errors import ConfigError, GlyphError
+from .combine import add_sum_adapter
 from .fast_rows import BASE_ADAPTER
 from .lane import Lane
 from .sampling import SamplingParams, generator
@@ -51,9 +54,12 @@ class EngineConfig:
     max_prompt_tokens: int = 1024  # longer prompts are refused
     max_tokens: int = 512          # the largest max_tokens a request may ask for
     threads: int = 0               # torch threads for the engine (0: leave torch's setting)
+    combine_adapters: bool = True  # several triggers → one summed adapter in the mixed lane
 
     def __post_init__(self) -> None:
         for k, v in self.__dict__.items():
+            if k == "combine_adapters":
+                continue
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "threads" else 1):
                 raise ConfigError(f"--{k.replace('_', '-')} must be an integer >= "
                                   f"{0 if k == 'threads' else 1}")
@@ -82,6 +88,7 @@ class Handle:
         self.cancelled = False
         self._sent = 0      # characters of text already streamed
         self._gen = None    # its torch.Generator, made when admitted
+        self._adapter = ""  # a combined adapter for several triggers (engine.combine)
         self._queue: queue.Queue[Event] | None = None if sink else queue.Queue()
         self._sink = sink or self._queue.put  # type: ignore[union-attr]
         self._done = threading.Event()
@@ -238,16 +245,24 @@ class Engine:
         return h.cancelled
 
     def _lane(self, route: list[str]) -> Lane:
-        key = tuple(route) if len(route) > 1 else ()
+        key = self._lane_key(route)
         if key not in self._lanes:
             self._lanes[key] = Lane(self.gm, key, self.tok_lock)
         return self._lanes[key]
+
+    def _lane_key(self, route: list[str]) -> tuple[str, ...]:
+        """``()`` (the mixed lane) unless this combination runs model-wide in its own lane."""
+        if len(route) <= 1 or self.config.combine_adapters:
+            return ()
+        return tuple(route)
 
     def _admit(self, handles: list[Handle]) -> None:
         by_lane: dict[tuple[str, ...], list[Handle]] = {}
         for h in handles:
             h._gen = generator(h.params.seed)
-            by_lane.setdefault(tuple(h.route) if len(h.route) > 1 else (), []).append(h)
+            if len(h.route) > 1 and self.config.combine_adapters:
+                h._adapter = add_sum_adapter(self.gm.model, h.route)
+            by_lane.setdefault(self._lane_key(h.route), []).append(h)
         for key, hs in by_lane.items():
             lane = self._lane(list(key))
             try:
@@ -266,6 +281,8 @@ class Engine:
 
     @staticmethod
     def _adapter(h: Handle) -> str:
+        if h._adapter:
+            return h._adapter
         return h.route[0] if len(h.route) == 1 else BASE_ADAPTER
 
     def _step(self) -> None:
