@@ -164,7 +164,8 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
         "# glyph serve — load test", "",
         f"Command: `{meta['command']}`  ", f"Run: `{meta['run']}` (base {meta['base']}); server: "
         f"`glyph serve {' '.join(meta['server_args'])}`; {meta['machine']}; "
-        f"load average before the test {meta['load']}.", "",
+        f"load average (1, 5, 15 min) before {meta['load']}, after {meta['load_after']} — "
+        "the machine is shared, so absolute numbers move with other jobs.", "",
         f"Each client sends {meta['requests']} streamed `/v1/completions` requests one after "
         f"another (max_tokens {meta['max_tokens']}, temperature 0.8, a seed each), cycling "
         "through a glyph with a scene header, a glyph in text, two triggers together and plain "
@@ -180,6 +181,13 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
                      f"**{r['tokens_per_s']}** | {r['latency_p50']} / {r['latency_p99']} | "
                      f"{r['ttft_p50']} / {r['ttft_p99']} | {r['rss_before']:.0f} → "
                      f"{r['rss_after']:.0f} ({r['rss_peak']:.0f}) |")
+    o = meta.get("overload")
+    if o:
+        lines += ["", f"Overload: the largest level once more against a server with "
+                  f"`{o['server_args']}` (fewer rows per step, a short queue): {o['ok']} answered, "
+                  f"**{o['refused']} refused with 429** + Retry-After, {o['error']} errors, "
+                  f"{o['lost'] + o['hung']} lost or hung; {o['tokens_per_s']} tokens/s; RSS "
+                  f"{o['rss_before']:.0f} → {o['rss_after']:.0f} MB (peak {o['rss_peak']:.0f})."]
     lines += ["", "## Targets", ""]
     if 1 in by and 16 in by:
         x = by[16]["tokens_per_s"] / max(by[1]["tokens_per_s"], 1e-9)
@@ -191,7 +199,10 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
         lines.append(f"- 64 clients × {meta['requests']} requests: {r['ok']} answered, "
                      f"{r['refused']} refused with 429 + Retry-After, {r['error']} errors, "
                      f"{r['lost'] + r['hung']} lost or hung: "
-                     f"{'met' if answered and not r['error'] else 'NOT met'}.")
+                     f"{'met' if answered and not r['error'] else 'NOT met'}"
+                     + (f"; under overload {o['ok']} answered + {o['refused']} refused of "
+                        f"{o['requests']}, {o['lost'] + o['hung']} lost or hung" if o else "")
+                     + ".")
         first = rows[0]["rss_after"]
         lines.append(f"- server memory: {first:.0f} MB after the first level, "
                      f"{rows[-1]['rss_after']:.0f} MB after the last, peak "
@@ -201,25 +212,10 @@ def write_report(rows: list[dict], meta: dict, out: Path) -> None:
                                         encoding="utf-8")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", type=Path, default=None, help="default: the embedded default run")
-    ap.add_argument("--clients", default="1,4,16,64")
-    ap.add_argument("--requests", type=int, default=4, help="requests per client")
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--timeout", type=float, default=300)
-    ap.add_argument("--server-args", default="--max-batch 32 --max-queue 16",
-                    help="extra `glyph serve` options (a small queue shows 429 at 64 clients)")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve.md")
-    a = ap.parse_args()
-    sys.path.insert(0, str(REPO / "src"))
-    from glyph import paths
-
-    run = a.run or paths.default_run()
+def sweep(run: Path, server_args: list[str], levels: list[int], a) -> tuple:
+    """Start a server, run the levels against it, stop it: ``(rows, model card, health)``."""
     port = free_port()
-    server_args = a.server_args.split()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-serve-{port}.log"
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     proc = start_server(run, port, server_args, log)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -229,7 +225,7 @@ def main() -> None:
         sampler = Sampler(proc.pid)
         sampler.start()
         rows = []
-        for n in [int(x) for x in a.clients.split(",")]:
+        for n in levels:
             before = rss_mb(proc.pid)
             sampler.peak = before
             res, wall = asyncio.run(level(base, models["id"], texts, n, a.requests,
@@ -245,11 +241,41 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(120)
+    return rows, models, health
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", type=Path, default=None, help="default: the embedded default run")
+    ap.add_argument("--clients", default="1,4,16,64,64",
+                    help="levels; the largest twice shows whether memory stays flat")
+    ap.add_argument("--requests", type=int, default=4, help="requests per client")
+    ap.add_argument("--max-tokens", type=int, default=32)
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--server-args", default="", help="extra `glyph serve` options")
+    ap.add_argument("--overload", default="--max-batch 16 --max-queue 8",
+                    help="a second server with these limits gets the largest level once more, "
+                         "to show 429s under overload ('' skips it)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "serve.md")
+    a = ap.parse_args()
+    sys.path.insert(0, str(REPO / "src"))
+    from glyph import paths
+
+    run = a.run or paths.default_run()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    levels = [int(x) for x in a.clients.split(",")]
+    rows, models, health = sweep(run, a.server_args.split(), levels, a)
+    overload = None
+    if a.overload:
+        orows, _, _ = sweep(run, a.overload.split(), [max(levels)], a)
+        overload = {**orows[0], "server_args": a.overload}
     meta = {"command": "python tools/bench_serve.py " + " ".join(sys.argv[1:]),
-            "run": str(run), "base": models["glyph"]["base"], "server_args": server_args,
+            "run": str(run), "base": models["glyph"]["base"], "server_args": a.server_args.split(),
+            "overload": overload,
             "requests": a.requests, "max_tokens": a.max_tokens, "timeout": a.timeout,
             "machine": f"{os.cpu_count()} CPU cores, {platform.python_version()}, torch threads "
                        "default", "load": load, "engine": health}
+    meta["load_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     write_report(rows, meta, a.out)
     print(f"wrote {a.out}")
 

@@ -155,20 +155,22 @@ def _draw(probs, u):
     1) the index where the cumulative mass passes ``u * total``. Exact, and cheap on a
     151,936-token row: block sums first, then a cumulative sum inside one block only."""
     import torch
-    import torch.nn.functional as F
 
     rows, n = probs.shape
-    padded = F.pad(probs, (0, (-n) % BLOCK)).view(rows, -1, BLOCK)
-    blocks = padded.sum(-1).double().cumsum(-1)               # [rows, blocks]
+    full = n - n % BLOCK
+    sums = [probs[:, :full].reshape(rows, -1, BLOCK).sum(-1)] if full else []
+    if full < n:
+        sums.append(probs[:, full:].sum(-1, keepdim=True))
+    blocks = torch.cat(sums, 1).double().cumsum(-1)               # [rows, blocks]
     target = u.double() * blocks[:, -1]
     b = torch.searchsorted(blocks, target[:, None], right=True)[:, 0].clamp(max=blocks.shape[1] - 1)
     out = torch.empty(rows, dtype=torch.long)
     for r in range(rows):
         k = int(b[r])
         before = blocks[r, k - 1] if k else 0.0
-        inner = padded[r, k].double().cumsum(0)
+        inner = probs[r, k * BLOCK:(k + 1) * BLOCK].double().cumsum(0)
         j = int(torch.searchsorted(inner, (target[r] - before).reshape(1), right=True)[0])
-        out[r] = min(k * BLOCK + min(j, BLOCK - 1), n - 1)
+        out[r] = min(k * BLOCK + min(j, len(inner) - 1), n - 1)
     return out
 
 
