@@ -158,3 +158,20 @@ def test_blockwise_draw_is_the_inverse_cdf():
                                    right=True)) for r in range(3)]
     assert _draw(probs, u).tolist() == want
     assert _draw(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([0.0])).tolist() == [2]
+
+
+def test_compact_head_gives_the_dense_logits():
+    from glyph.serving import compact_head
+
+    lin = torch.nn.Linear(8, 50, bias=False)
+    with torch.no_grad():
+        lin.weight[10:] = 0
+    model = torch.nn.Module()
+    model.get_output_embeddings = lambda: lin
+    x = torch.randn(3, 2, 8)
+    with torch.no_grad():
+        want = lin(x)
+        assert compact_head.install(model) == 10
+        got = lin(x)
+    assert torch.allclose(got, want, atol=1e-6) and torch.equal(got[..., 10:], want[..., 10:])
+    assert compact_head.install(model) == 10  # idempotent

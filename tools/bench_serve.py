@@ -269,12 +269,14 @@ def main() -> None:
     if a.overload:
         orows, _, _ = sweep(run, a.overload.split(), [max(levels)], a)
         overload = {**orows[0], "server_args": a.overload}
-    meta = {"command": "python tools/bench_serve.py " + " ".join(sys.argv[1:]),
+    import shlex
+
+    meta = {"command": "python tools/bench_serve.py " + shlex.join(sys.argv[1:]),
             "run": str(run), "base": models["glyph"]["base"], "server_args": a.server_args.split(),
             "overload": overload,
             "requests": a.requests, "max_tokens": a.max_tokens, "timeout": a.timeout,
-            "machine": f"{os.cpu_count()} CPU cores, {platform.python_version()}, torch threads "
-                       "default", "load": load, "engine": health}
+            "machine": f"{os.cpu_count()} CPU cores, Python {platform.python_version()}",
+            "load": load, "engine": health}
     meta["load_after"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     write_report(rows, meta, a.out)
     print(f"wrote {a.out}")

@@ -137,7 +137,10 @@ class Engine:
     """The continuous-batching scheduler. ``start()`` it, ``submit`` requests, ``stop()`` it."""
 
     def __init__(self, gm, config: EngineConfig | None = None):
+        from . import compact_head
+
         self.gm, self.config = gm, config or EngineConfig()
+        compact_head.install(gm.model)  # same logits; only the live rows of a tiny base
         self.tok_lock = threading.Lock()  # HF tokenizers mutate state while encoding
         self._cv = threading.Condition()
         self._waiting: list[Handle] = []
