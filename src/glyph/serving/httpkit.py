@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import weakref
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,10 +77,40 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+class _Mailbox:
+    """Events from the engine thread to one event loop, delivered in batches: one wake-up of
+    the loop per decoding step instead of one per request (less GIL ping-pong with the
+    engine thread, which is the one that should be computing)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.items, self.lock, self.scheduled = loop, deque(), threading.Lock(), False
+
+    def post(self, queue_: asyncio.Queue, item) -> None:
+        with self.lock:
+            self.items.append((queue_, item))
+            if self.scheduled:
+                return
+            self.scheduled = True
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self.lock:
+            items, self.items, self.scheduled = self.items, deque(), False
+        for queue_, item in items:
+            queue_.put_nowait(item)
+
+
+_MAILBOXES: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox]" = \
+    weakref.WeakKeyDictionary()
+
+
 def sink(queue_: asyncio.Queue, index: int):
     """An engine sink (called on the engine thread) feeding ``(index, event)`` to ``queue_``."""
     loop = asyncio.get_running_loop()
-    return lambda ev: loop.call_soon_threadsafe(queue_.put_nowait, (index, ev))
+    box = _MAILBOXES.get(loop)
+    if box is None:
+        box = _MAILBOXES[loop] = _Mailbox(loop)
+    return lambda ev: box.post(queue_, (index, ev))
 
 
 async def wait_all(handles, queue_: asyncio.Queue, request: Request) -> None:
