@@ -39,7 +39,7 @@ def main() -> None:
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page = browser.new_page(viewport={"width": 1500, "height": 940})
             page.goto(url)
             page.wait_for_selector("#map circle.scene")
             page.click(f"#registry tbody tr[data-symbol='{a.glyph}']")
@@ -47,8 +47,12 @@ def main() -> None:
             page.select_option("#expand-register", a.register)
             page.click("#expand-button")
             page.wait_for_selector("#expansion-text[data-finished=true]", timeout=120_000)
-            page.hover("#map circle.scene >> nth=40")
-            page.screenshot(path=str(a.out), full_page=True)
+            # a scene in the left third of the map, so its tooltip covers no panel
+            nth = page.evaluate("""() => { const c = [...document.querySelectorAll('#map circle.scene')];
+                const xs = c.map(e => +e.getAttribute('cx')), lo = Math.min(...xs), hi = Math.max(...xs);
+                return xs.findIndex(x => x > lo + 0.2 * (hi - lo) && x < lo + 0.3 * (hi - lo)); }""")
+            page.hover(f"#map circle.scene >> nth={max(nth, 0)}")
+            page.screenshot(path=str(a.out))
             browser.close()
     finally:
         proc.terminate()

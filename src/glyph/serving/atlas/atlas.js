@@ -133,7 +133,7 @@ async function loadNeighbors() {
     const res = await (await api(`/v1/glyphs/${encodeURIComponent(g.symbol)}/neighbors?${q}`)).json();
     list.replaceChildren(...res.data.map((h) => el("li", { "data-scene": h.scene_id },
       el("div", { class: "meta" }, `${h.scene_id} · ${h.glyphs} · ${h.register} · ${h.level} · score ${h.score.toFixed(3)}`),
-      el("div", {}, h.text.length > 220 ? h.text.slice(0, 220) + "…" : h.text))));
+      el("div", {}, h.text.length > 160 ? h.text.slice(0, 160) + "…" : h.text))));
   } catch (e) {
     list.replaceChildren(el("li", { class: "error" }, e.message));
   }
