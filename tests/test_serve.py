@@ -19,7 +19,6 @@ torch = pytest.importorskip("torch")
 httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
-from .conftest import REPO  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 NUCLEUS_CANDIDATES = 256  # top-p searches these first; exact fallback to a full sort
 BLOCK = 1024              # the inverse CDF is walked block by block (see _draw)
