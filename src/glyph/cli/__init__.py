@@ -7,13 +7,13 @@ inside the commands that need them, so ``glyph list`` / ``glyph add`` start fast
 
 Commands live by what they work on: ``registry`` (glyphs and the tokenizer), ``scenes``
 (the corpus), ``training`` (train, saturate, demo), ``runs`` (index, neighbors, expand,
-export, eval).
+export, eval), ``serve`` (serve, route).
 """
 from __future__ import annotations
 
 import sys
 
-from . import registry, runs, scenes, training  # noqa: F401  (they register their commands)
+from . import registry, runs, scenes, serve, training  # noqa: F401  (they register their commands)
 from .app import main
 
 __all__ = ["main"]

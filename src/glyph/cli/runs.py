@@ -109,19 +109,41 @@ def expand(prompt, register, level, lang, k, max_new_tokens, temperature, seed, 
 
 @main.command("export")
 @click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--merged", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="output directory (one model; with several triggers: OUT/<trigger>/)")
+@click.option("--merged", "out", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="one plain model per trigger (with several triggers: OUT/<trigger>/)")
+@click.option("--multi-lora", "multi", default=None,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="one base with every glyph row + plain LoRA adapters + routing.json")
+@click.option("--combine", multiple=True, help="with --multi-lora: also an adapter that sums "
+              "these triggers, e.g. --combine body+initiation (repeat)")
+@click.option("--model-name", default=None, help="with --multi-lora: the base's served name "
+              "(default: RUN's name)")
 @click.option("--trigger", default=None, help="only this trigger's adapter (default: each)")
 @click.option("--overwrite", is_flag=True, help="replace an earlier export in OUT")
 @click.option("--no-verify", is_flag=True, help="skip the reload-and-compare check")
-def export_(run, out, trigger, overwrite, no_verify) -> None:
-    """Write plain Hugging Face model dirs with the adapter and glyph rows merged."""
-    from ..serving.export import export_merged
+def export_(run, out, multi, combine, model_name, trigger, overwrite, no_verify) -> None:
+    """Write plain Hugging Face model dirs (--merged) or one base + LoRA adapters (--multi-lora)."""
+    from ..errors import ConfigError
     from ..vocab import registry
 
+    if (out is None) == (multi is None):
+        raise ConfigError("give one of --merged OUT or --multi-lora OUT")
+    if multi is None and (combine or model_name):
+        raise ConfigError("--combine and --model-name go with --multi-lora")
+    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    if multi is not None:
+        from ..serving.multilora import export_multi_lora
+
+        report = export_multi_lora(run, multi, combine=combine, model_name=model_name,
+                                   registry=registry.load_optional(), overwrite=overwrite,
+                                   verify=not no_verify, log=log)
+        click.echo(f"wrote {multi}: base + adapters {', '.join(report['adapters'] or [])}")
+        click.echo(f"serve it with:\n  {report['vllm']}")
+        return
+    from ..serving.export import export_merged
+
     for d in export_merged(run, out, trigger=trigger, registry=registry.load_optional(),
-                           overwrite=overwrite, verify=not no_verify,
-                           log=lambda m: click.echo(m, err=True)):
+                           overwrite=overwrite, verify=not no_verify, log=log):
         click.echo(f"wrote {d}")
 
 

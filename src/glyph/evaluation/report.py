@@ -198,24 +198,18 @@ def _plots(metrics: dict, out: Path, command: str, run: Path) -> list[tuple[str,
 
 
 def _map_2d(run: Path):
-    """PCA of the index's scene vectors and glyph vectors (None if the index is approximate)."""
-    import numpy as np
-
+    """PCA of the index's scene and glyph vectors (None without an index, or an approximate
+    index that cannot give its vectors back): :func:`glyph.serving.atlas_map.map_2d`."""
+    from ..serving.atlas_map import map_2d
     from ..serving.index import SceneIndex
-    from ..serving.vectors import glyph_key
 
     if not SceneIndex.exists(run):
         return None
     idx = SceneIndex.load(run)
     if idx.info.get("kind") != "flat":
         return None
-    x = idx.index.reconstruct_n(0, idx.index.ntotal)
-    mean = x.mean(0, keepdims=True)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    proj = vt[:2].T
-    syms = sorted({m["glyphs"][0] for m in idx.meta})
-    g = np.stack([idx.vectors[glyph_key(s)] for s in syms if glyph_key(s) in idx.vectors])
-    return (x - mean) @ proj, idx.meta, (g - mean) @ proj, syms
+    m = map_2d(idx)
+    return None if m is None else (m.scenes, m.meta, m.glyphs, m.symbols)
 
 
 def write_report(metrics: dict, out: Path, *, command: str) -> Path:

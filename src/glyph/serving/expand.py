@@ -55,9 +55,12 @@ class Expansion:
         return d
 
 
-def expand(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
-           lang: str | None = None, k: int = 3, **gen) -> Expansion:
-    """Run the decompression protocol for one glyph with a ``GlyphService`` (module docstring)."""
+def plan(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
+         lang: str | None = None, k: int = 3) -> Expansion:
+    """Steps 1–3 of the protocol: the glyph, its scenes and adapter, the prompt (no text yet).
+
+    The server streams step 4 itself (:mod:`glyph.serving.api`); :func:`expand` runs it here.
+    """
     gm = svc.model
     g = gm.glyph(glyph)
     gm.check_register(register)
@@ -72,9 +75,16 @@ def expand(svc, glyph: str, *, register: str = "poetry", level: str | None = Non
     level = level or (top.level if top else DEFAULT_LEVEL)
     lang = lang or (top.lang if top else DEFAULT_LANG)
     prompt = scenes.prompt(g.symbol, register, level, lang)
-    out = gm.generate([prompt], **gen)[0]
     return Expansion(glyph=g.symbol, register=register, level=level, lang=lang,
-                     prompt=prompt, text=out.text.strip(), adapter=g.trigger, scenes=hits)
+                     prompt=prompt, text="", adapter=g.trigger, scenes=hits)
+
+
+def expand(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
+           lang: str | None = None, k: int = 3, **gen) -> Expansion:
+    """Run the decompression protocol for one glyph with a ``GlyphService`` (module docstring)."""
+    e = plan(svc, glyph, register=register, level=level, lang=lang, k=k)
+    e.text = svc.model.generate([e.prompt], **gen)[0].text.strip()
+    return e
 
 
 def expand_batch(svc, prompts: list[str], **gen) -> list:

@@ -103,14 +103,37 @@ def _mixed_batch_forward(self, x, *args, adapter_names, **kwargs):
         return TrainableTokensWrapper._mixed_batch_forward(
             self, x, *args, adapter_names=adapter_names, **kwargs)
     out = layer.base_layer(x)
+    head = isinstance(layer.base_layer, torch.nn.Linear)
     for name in dict.fromkeys(adapter_names):
-        if name == BASE_ADAPTER:
+        if name == BASE_ADAPTER or name not in layer.token_indices:
             continue
         rows = torch.tensor([i for i, a in enumerate(adapter_names) if a == name])
+        if head:  # copy only the glyph columns of these rows, never whole vocabulary rows
+            _glyph_columns(layer, x, out, rows, name)
+            continue
         part = out[rows]
         _overwrite(layer, x[rows], part, [name])
         out[rows] = part
     return out
+
+
+def _glyph_columns(layer, x, out, rows, name) -> None:
+    """A tied lm_head in a mixed batch: logit columns of ``name``'s glyphs, for ``rows``."""
+    import torch
+
+    from ..model.adapters import token_lut
+
+    if name not in layer._glyph_luts:
+        layer._glyph_luts[name] = token_lut(layer.token_indices[name],
+                                            layer.base_layer.weight.shape[0])
+    idx = layer._glyph_luts[name][1].to(out.device)
+    delta = layer.trainable_tokens_delta[name]
+    cols = torch.nn.functional.linear(x[rows], delta.to(x.dtype))
+    if layer.base_layer.bias is not None:
+        cols = cols + layer.base_layer.bias[idx]
+    view = out[..., idx]
+    view[rows] = cols.to(out.dtype)
+    out[..., idx] = view
 
 
 def install(peft_model) -> int:
