@@ -17,12 +17,9 @@ client never sees a stop string or half of one.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import TYPE_CHECKING
 
+from .handle import Handle
 from .sampling import choose
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .engine import Handle
 
 
 def _held_back(text: str, stops: tuple[str, ...]) -> int:
