@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -120,15 +121,27 @@ def _scenes(corpus, glyphs, split: str, max_scenes: int | None) -> list:
     return scene_list
 
 
+@dataclass(frozen=True)
+class Measures:
+    """Which parts of an evaluation to compute beyond the glyphs' NLLs (each costs passes)."""
+
+    meanings: bool = True      # every written meaning as a prompt (the base: cached per base)
+    kl: bool = True            # KL(meaning ‖ glyph): both full distributions, per scene
+    preservation: bool = True  # glyph-free text through the routing vs the base
+    retrieval: bool = True     # the index (built when missing; scene vectors cached per base)
+
+
+LIGHT = Measures(meanings=False, kl=False, preservation=False, retrieval=False)
+
+
 def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=None,
              max_scenes: int | None = None, batch_size: int = 16, svc=None, light: bool = False,
-             retrieval_metrics: bool = True, log: Callable[[str], None] | None = None) -> dict:
-    """Compute every metric of the module docstring for ``run``; return the metrics dict.
+             measures: Measures = Measures(), log: Callable[[str], None] | None = None) -> dict:
+    """Compute the metrics of the module docstring for ``run``; return the metrics dict.
 
-    ``light=True`` computes only the NLL metrics (specificity, glyph gain): what the
-    saturation experiment needs for each of its runs; ``retrieval_metrics=False`` skips the
-    index (scene vectors come from the base, so they do not depend on how the run trained).
-    ``svc``: an already loaded :class:`~glyph.serving.service.GlyphService` of the run.
+    ``light=True`` (``measures=LIGHT``) computes only the glyphs' NLL metrics (specificity,
+    gains): what the saturation experiment needs for each of its runs. ``svc``: an already
+    loaded :class:`~glyph.serving.service.GlyphService` of the run.
     """
     from ..corpus import scenes as sc
     from ..serving.service import GlyphService
@@ -147,10 +160,11 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     if len(scene_list) < 2 or len(symbols) < 2:
         raise ConfigError(f"need at least 2 glyphs and 2 {split} scenes to evaluate; the run has "
                           f"{len(symbols)} glyphs and the corpus {len(scene_list)} such scenes")
+    measures = LIGHT if light else measures
     scorer = Scorer(gm, batch_size=batch_size)
     trig = {g: gm.glyphs[g].trigger for g in symbols}
     meaning_prompt = {g: gm.glyphs[g].meaning for g in symbols}
-    rows = _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, light, say, split)
+    rows = _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, measures, say, split)
     per_glyph = {}
     for g in symbols:
         rs = [r for r in rows if r["glyph"] == g]
@@ -165,10 +179,9 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
                "seed": gm.manifest.config.get("seed"), "base": gm.manifest.base.name,
                "glyphs": len(symbols), "overall": overall, "per_glyph": per_glyph,
                "scenes": rows}
-    if light:
-        return {**metrics, "seconds": round(time.time() - t0, 1)}
-    overall["base_preservation"] = base_preservation(gm, scorer, scene_list, symbols)
-    if not retrieval_metrics:
+    if measures.preservation:
+        overall["base_preservation"] = base_preservation(gm, scorer, scene_list, symbols)
+    if not measures.retrieval:
         return {**metrics, "seconds": round(time.time() - t0, 1)}
     if svc.index is None:
         say("the run has no index yet: building it")
@@ -183,20 +196,21 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     return {**metrics, "seconds": round(time.time() - t0, 1)}
 
 
-def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, light, say, split):
-    """Per scene: NLL with no glyph, with each glyph (its adapter) and, unless ``light``, with
-    each glyph's written meaning (the base); the KL between own meaning and own glyph."""
+def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, measures, say, split):
+    """Per scene: NLL with no glyph, with each glyph (its adapter) and, when measured, with
+    each glyph's written meaning (the base) and the KL between own meaning and own glyph."""
     say(f"scoring {len(scene_list)} {split} scenes with no glyph, each of {len(symbols)} glyphs"
-        + ("" if light else " and each written meaning"))
+        + (" and each written meaning" if measures.meanings else ""))
     none = scorer.nll([(s.prompt(""), s.text) for s in scene_list], None)
     table = {g: scorer.nll([(s.prompt(g), s.text) for s in scene_list], trig[g]) for g in symbols}
     nan = [float("nan")] * len(scene_list)
     meanings = {g: nan for g in symbols}
     kl_gm = nan
-    if not light:
+    if measures.meanings:
         meanings = {g: scorer.nll([(s.meaning_prompt(meaning_prompt[g]), s.text)
                                    for s in scene_list], None) for g in symbols}
-        say("KL between each glyph and its written meaning; base preservation")
+    if measures.kl:
+        say("KL between each glyph and its written meaning")
         kl_gm = _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig)
     rows = []
     for i, s in enumerate(scene_list):
@@ -208,7 +222,8 @@ def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, light, say, s
                      "meaning": by_meaning[s.glyph],
                      "meaning_other": _mean(v for g, v in by_meaning.items() if g != s.glyph),
                      "kl_meaning": kl_gm[i], "best": min(scores, key=scores.get),
-                     "meaning_best": None if light else min(by_meaning, key=by_meaning.get)})
+                     "meaning_best": min(by_meaning, key=by_meaning.get) if measures.meanings
+                     else None})
     return rows
 
 

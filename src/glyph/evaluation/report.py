@@ -45,7 +45,7 @@ def table(metrics: dict) -> str:
                  _fmt(r.get("scene_accuracy"), 2)]
         lines.append(f"{label:<14}" + "".join(f"{c:>{w}}" for c, (_, w) in zip(cells, cols[1:])))
     o = metrics["overall"]
-    bp = o["base_preservation"]
+    bp = o.get("base_preservation")
     rec = o["prompt_equivalence"]["recovered"]
     lines += ["",
               "spec / spec·m: how often the own glyph (its adapter) / the own glyph's written "
@@ -57,12 +57,14 @@ def table(metrics: dict) -> str:
               "token; R@1: the glyph's vector retrieves an own scene first; Rsc: each scene's "
               "nearest glyph vector is its own",
               f"chance: spec {_fmt(o['specificity']['chance'], 3)}, R@1 "
-              f"{_fmt(o['retrieval'].get('chance@1'), 3)}, Rsc "
-              f"{_fmt(o['retrieval'].get('scene_chance'), 3)}; split {metrics['split']}; "
-              f"share of the meaning's gain over no glyph the glyph recovers: {_fmt(rec, 2)}",
-              f"base preservation: KL(routed ‖ base) on {bp['texts']} glyph-free texts = "
-              f"{bp['kl_routed_vs_base']:.3g} (max |Δ log p| {bp['max_abs_logprob_diff']:.3g}); "
-              f"an adapter forced on them would cost KL {bp['kl_if_adapter_forced']:.3g}"]
+              f"{_fmt(o.get('retrieval', {}).get('chance@1'), 3)}, Rsc "
+              f"{_fmt(o.get('retrieval', {}).get('scene_chance'), 3)}; split {metrics['split']}; "
+              f"share of the meaning's gain over no glyph the glyph recovers: {_fmt(rec, 2)}"]
+    if bp:
+        lines.append(f"base preservation: KL(routed ‖ base) on {bp['texts']} glyph-free texts = "
+                     f"{bp['kl_routed_vs_base']:.3g} (max |Δ log p| "
+                     f"{bp['max_abs_logprob_diff']:.3g}); an adapter forced on them would cost "
+                     f"KL {bp['kl_if_adapter_forced']:.3g}")
     return "\n".join(lines)
 
 
