@@ -1,7 +1,7 @@
 """One generation request as the engine sees it and as its caller reads it.
 
 A :class:`Handle` is created by :meth:`glyph.serving.engine.Engine.submit`; the engine (and
-its lanes) append tokens and text to it, the caller iterates over its :class:`Event`\ s,
+its lanes) append tokens and text to it, the caller iterates over its events (:class:`Event`),
 waits for it, or cancels it.
 
 Example::

@@ -25,11 +25,13 @@ from ..corpus.scenes import LEVELS, TIERS
 from ..errors import ConfigError
 from ..model.rows import DEFAULT_INIT, STRATEGIES
 from .memory import MODES
-from .objectives import OBJECTIVES
 
 DEFAULT_EPOCHS = 3.0        # the embedded default: small and fast
 REAL_BASE_EPOCHS = 1.0      # a --base: one pass over the data …
 REAL_BASE_MINUTES = 40.0    # … or this long, whichever is shorter (benchmarks/train.md)
+
+# the names StepLoss knows (training/objectives.py); here so the CLI never imports torch
+OBJECTIVES = ("lm", "distill", "lm+distill")
 
 
 def opt(default: Any = None, help: str = "", *, cli: bool = True, choices: tuple | None = None,

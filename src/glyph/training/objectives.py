@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..model.adapters import active
-
-OBJECTIVES = ("lm", "distill", "lm+distill")
+from .config import OBJECTIVES
 
 
 @dataclass
