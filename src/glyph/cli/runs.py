@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .app import RUN, Group, command_line, echo_json, hit_line, load_service, main, run_dir
+from .app import (RUN, Group, command_line, echo, echo_json, hit_line, load_service, main,
+                  run_dir)
 
 _VECTOR_DEFAULT = "(default: the measured best)"
 
@@ -35,9 +36,9 @@ def index_build(run, glyph_vectors, scene_vectors, kind) -> None:
     idx = svc.build_index(scenes.load_corpus(reg), kind=kind,
                           glyph_method=glyph_vectors or vectors.DEFAULT_GLYPH_VECTORS,
                           scene_method=scene_vectors or vectors.DEFAULT_SCENE_VECTORS,
-                          log=lambda m: click.echo(m, err=True))
+                          log=lambda m: echo(m, err=True))
     i = idx.info
-    click.echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, scene vectors "
+    echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, scene vectors "
                f"{i['scene_vectors']}, glyph vectors {i['glyph_vectors']}) in {i['seconds']}s "
                f"→ {svc.run.index_dir}")
 
@@ -54,7 +55,7 @@ def neighbors(glyph, k, register, run, as_json) -> None:
     if as_json:
         return echo_json([h.to_dict() for h in hits])
     for h in hits:
-        click.echo(hit_line(h))
+        echo(hit_line(h))
 
 
 @main.command()
@@ -88,23 +89,23 @@ def expand(prompt, register, level, lang, k, max_new_tokens, temperature, seed, 
         if as_json:
             return echo_json([o.to_dict() for o in outs])
         for p, o in zip(prompts, outs):
-            click.echo(f"── {p!r} → adapters: {', '.join(o.triggers) or 'none (base)'}")
-            click.echo(o.text)
+            echo(f"── {p!r} → adapters: {', '.join(o.triggers) or 'none (base)'}")
+            echo(o.text)
         return
     out = svc.respond(prompt, register=register, level=level, lang=lang, k=k, **gen)
     if as_json:
         return echo_json(out.to_dict())
     if isinstance(out, Expansion):
-        click.echo(f"── {out.glyph} → {out.register} · {out.level} · {out.lang}  "
+        echo(f"── {out.glyph} → {out.register} · {out.level} · {out.lang}  "
                    f"(adapter {out.adapter})")
-        click.echo(out.text)
+        echo(out.text)
         if out.scenes:
-            click.echo("── nearest scenes:")
+            echo("── nearest scenes:")
             for h in out.scenes:
-                click.echo(hit_line(h))
+                echo(hit_line(h))
         return
-    click.echo(f"── adapters: {', '.join(out.triggers) or 'none (base model)'}")
-    click.echo(out.prompt + out.text)
+    echo(f"── adapters: {', '.join(out.triggers) or 'none (base model)'}")
+    echo(out.prompt + out.text)
 
 
 @main.command("export")
@@ -121,8 +122,8 @@ def export_(run, out, trigger, overwrite, no_verify) -> None:
 
     for d in export_merged(run, out, trigger=trigger, registry=registry.load_optional(),
                            overwrite=overwrite, verify=not no_verify,
-                           log=lambda m: click.echo(m, err=True)):
-        click.echo(f"wrote {d}")
+                           log=lambda m: echo(m, err=True)):
+        echo(f"wrote {d}")
 
 
 @main.command("eval")
@@ -142,11 +143,11 @@ def eval_(run, split, max_scenes, out, as_json) -> None:
 
     run = run_dir(run)
     metrics = evaluate(run, split=split, registry=registry.load(), max_scenes=max_scenes,
-                       log=lambda m: click.echo(m, err=True))
+                       log=lambda m: echo(m, err=True))
     out = out or run / "eval"
     write_metrics(metrics, out)
     report = write_report(metrics, out, command=command_line())
     if as_json:
         return echo_json(metrics)
-    click.echo(table(metrics))
-    click.echo(f"report: {report}", err=True)
+    echo(table(metrics))
+    echo(f"report: {report}", err=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..training.config import TrainConfig
-from .app import command_line, csv, main
+from .app import command_line, csv, echo, main
 from .options import config_from_options, config_options
 
 
@@ -21,9 +21,9 @@ def train(out: Path, resume: bool, overwrite: bool, **options) -> None:
     from ..training.recipe import train as run_train
 
     cfg = config_from_options(TrainConfig, options, out=out)
-    res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: click.echo(m, err=True))
+    res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: echo(m, err=True))
     m = res.metrics
-    click.echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
+    echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
                f"held-out loss {m['heldout_loss']:.3f} ({m['heldout_examples']} scenes) → {res.out}")
 
 
@@ -54,9 +54,9 @@ def saturate(base, out, fractions, mixes, no_tiers, epochs, max_scenes, seed) ->
     out = out or paths.home() / "saturation"
     res = run(out, base=base, fractions=fr, mixes=tuple(csv(m) for m in mixes),
               tiers=not no_tiers, epochs=epochs, seed=seed, max_scenes=max_scenes,
-              command=command_line(), log=lambda m: click.echo(m, err=True))
-    click.echo((out / "saturation.md").read_text(encoding="utf-8"))
-    click.echo(f"{len(res['points'])} conditions in {res['seconds']}s → {out}", err=True)
+              command=command_line(), log=lambda m: echo(m, err=True))
+    echo((out / "saturation.md").read_text(encoding="utf-8"))
+    echo(f"{len(res['points'])} conditions in {res['seconds']}s → {out}", err=True)
 
 
 @main.command()
@@ -70,4 +70,4 @@ def demo(out: Path | None, steps: int | None, eval_scenes: int) -> None:
     """Run the whole default pipeline: tokenizer → base → train → index → expand → eval."""
     from ..demo import run
 
-    run(out, echo=click.echo, steps=steps, eval_scenes=eval_scenes or None)
+    run(out, echo=echo, steps=steps, eval_scenes=eval_scenes or None)
