@@ -63,7 +63,7 @@ def expand(svc, glyph: str, *, register: str = "poetry", level: str | None = Non
     gm.check_register(register)
     if level is not None and level not in scenes.LEVELS:
         raise ConfigError(f"unknown level {level!r}; use one of {', '.join(scenes.LEVELS)}")
-    if lang is not None and not scenes.LANG_RE.match(lang):
+    if lang is not None and not scenes.LANG_RE.fullmatch(lang):
         raise ConfigError(f"--lang {lang!r} must be a two-letter code such as en or ru")
     if k < 0:
         raise ConfigError("--k must be >= 0")
