@@ -16,6 +16,9 @@ Example::
 from __future__ import annotations
 
 import reprlib
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 from .limits import MAX_ERROR_CHARS, MAX_SHOWN_CHARS
 
@@ -94,3 +97,13 @@ def clip(line: str, limit: int = MAX_ERROR_CHARS) -> str:
     if len(line) <= limit:
         return line
     return line[:limit] + f"… ({len(line) - limit} more characters)"
+
+
+@contextmanager
+def held_warnings() -> Iterator[None]:
+    """Hold back the warnings a block issues: shown after it succeeds, dropped if it fails —
+    so a failure is one error line, not a library's warning about the file it refused."""
+    with warnings.catch_warnings(record=True) as caught:
+        yield
+    for w in caught:  # the block succeeded
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
