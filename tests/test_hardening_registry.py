@@ -71,9 +71,10 @@ def test_duplicate_key_inside_a_glyph_is_refused(reg_path):
 
 
 def alias_bomb(levels: int = 12) -> str:
-    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    """A glyph entry whose value is 9^levels values once its aliases are expanded."""
+    lines = ["version: 1", "glyphs:", "- - &a0 [x, x, x, x, x, x, x, x, x]"]
     for i in range(1, levels):
-        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+        lines.append(f"  - &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
     return "\n".join(lines) + "\n"
 
 
@@ -378,3 +379,22 @@ def test_an_unexpected_exception_is_one_line_with_its_own_exit_code(reg_path, mo
     r = cli("list")
     assert r.exit_code == INTERNAL_ERROR and r.output.count("\n") == 1
     assert "internal error (ValueError: boom)" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args", [["scenes", "import", "a\x00.csv"], ["init", "--path", "r\x00.yaml"],
+                                  ["tokenizer", "build", "--out", "t\x00k"]])
+def test_a_nul_byte_in_a_path_is_a_usage_error(reg_path, args):
+    """Found by the CLI fuzz test: click.Path's os.stat raised ValueError on a NUL byte."""
+    r = cli(*args)
+    assert r.exit_code == 2 and "holds a NUL byte" in r.output and "Traceback" not in r.output
+
+
+def test_a_nul_byte_in_a_path_given_to_the_library_is_one_error(tmp_path):
+    from glyph.corpus import edit
+    from glyph.errors import FileError, SceneError
+    from glyph.files import atomic_write
+
+    with pytest.raises(SceneError, match="NUL byte"):
+        edit.read_rows(Path("a\0.csv"))
+    with pytest.raises(FileError, match="NUL byte"):
+        atomic_write(tmp_path / "a\0b", "x")

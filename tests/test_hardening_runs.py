@@ -215,3 +215,44 @@ def test_tokenizer_rebuild_never_deletes_files_a_user_put_there(starter_registry
     assert (out / "my-notes.txt").read_text() == "keep me"
     (out / "my-notes.txt").unlink()
     assert cli("tokenizer", "build", "--out", str(out)).exit_code == 0  # its own files: fine
+
+
+# ---------------------------------------------------------------- resuming a damaged run
+def _crash_after(n: int):
+    def hook(stats) -> None:
+        if stats.step >= n:
+            raise KeyboardInterrupt
+    return hook
+
+
+@pytest.fixture
+def crashed(mini_project, tiny_base) -> Path:
+    from glyph.training.recipe import train
+
+    from .conftest import train_config
+
+    out = mini_project / "crashed"
+    with pytest.raises(KeyboardInterrupt):
+        train(train_config(out, tiny_base, steps=8, save_every=2), log=lambda m: None,
+              progress=False, on_step=_crash_after(3))
+    return out
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda r: (r / "checkpoints" / "latest").write_text("../../../etc\n"), "names no checkpoint"),
+    (lambda r: (r / "checkpoints" / "step-000002" / "state.json").write_text("[]"),
+     "not a glyph checkpoint state"),
+    (lambda r: (r / "checkpoints" / "step-000002" / "params.safetensors").write_bytes(b"\0" * 9),
+     "cannot read its weights"),
+    (lambda r: (r / "train_config.json").write_text("{"), "train_config.json:1: not valid JSON"),
+])
+def test_resuming_a_damaged_run_is_one_line(crashed, tiny_base, damage, reason):
+    from glyph.errors import TrainingError
+    from glyph.training.recipe import train
+
+    from .conftest import train_config
+
+    damage(crashed)
+    with pytest.raises(TrainingError, match=reason):
+        train(train_config(crashed, tiny_base, steps=8, save_every=2), resume=True,
+              log=lambda m: None, progress=False)

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .display import shown
 from .errors import FileError
 from .locks import locked
 from .readers import load_yaml, os_reason, read_json, read_text
@@ -85,6 +86,9 @@ def _writing(target: Path) -> Iterator[None]:
         raise FileError(f"cannot write {target}: {os_reason(target, e)}; check that its "
                         "directory exists, is writable and has space (nothing was changed)") \
             from None
+    except ValueError:  # a NUL byte in the path
+        raise FileError(f"cannot write {shown(str(target))}: not a usable file name (it holds "
+                        "a NUL byte)") from None
 
 
 def _fsync_dir(d: Path) -> None:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .display import shown
 from .errors import FileError, GlyphError
 from .limits import LOCK_STALL_SECONDS
 from .readers import os_reason
@@ -77,6 +78,9 @@ def locked(path: Path, stall: float = LOCK_STALL_SECONDS) -> Iterator[None]:
     except OSError as e:
         raise FileError(f"cannot lock {path}: {os_reason(lock_path, e)} ({lock_path}); glyph "
                         "needs to create that file: check the directory's permissions") from None
+    except ValueError:  # a NUL byte in the path
+        raise FileError(f"cannot lock {shown(str(path))}: not a usable file name (it holds a "
+                        "NUL byte)") from None
     try:
         _acquire(fd, path, stall)
         try:

@@ -70,6 +70,9 @@ def read_text(path: Path, error: type[GlyphError], *, limit: int, what: str = "t
         raise error(missing or f"{path} does not exist") from None
     except OSError as e:
         raise error(f"cannot read {path}: {os_reason(path, e)}; check its permissions") from None
+    except ValueError:  # a NUL byte in the path
+        raise error(f"{shown(str(path))} is not a usable file name (it holds a NUL byte)") \
+            from None
     if len(data) > limit:  # it grew, or stat did not know its size (/proc)
         raise error(f"{path} is over the {size(limit)} limit for {what}; split it")
     return decode(data, str(path), error)

@@ -24,6 +24,16 @@ from ..errors import GlyphError
 INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in glyph, not in the input
 
 
+class SafePath(click.Path):
+    """``click.Path`` that refuses a NUL byte as a usage error (click's own check would let
+    ``os.stat`` raise ValueError). Every path option and argument uses it."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "\0" in value:
+            self.fail("holds a NUL byte, which no file name can", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def echo(text: str = "", err: bool = False) -> None:
     """Print ``text`` (terminal-safe: see the module docstring)."""
     click.echo(escape(str(text)), err=err)
@@ -78,7 +88,7 @@ def main() -> None:
                             category=FutureWarning)
 
 
-RUN = click.option("--run", "run", type=click.Path(file_okay=False, path_type=Path),
+RUN = click.option("--run", "run", type=SafePath(file_okay=False, path_type=Path),
                     default=None, help="run directory (default: $GLYPH_RUN or "
                     "$GLYPH_HOME/runs/default, what `glyph demo` trains)")
 

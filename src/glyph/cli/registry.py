@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .app import Group, echo, echo_json, main
+from .app import Group, SafePath, echo, echo_json, main
 
 
 def _glyph_json(g) -> dict:
@@ -17,7 +17,7 @@ def _glyph_json(g) -> dict:
 
 
 @main.command()
-@click.option("--path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--path", type=SafePath(dir_okay=False, path_type=Path),
               default=Path("glyphs_registry.yaml"), show_default=True)
 def init(path: Path) -> None:
     """Create an empty registry in the current directory."""
@@ -111,7 +111,7 @@ def tokenizer() -> None:
 @tokenizer.command("build")
 @click.option("--base", default=None, help="local dir or hub id of a Qwen-family tokenizer "
               "(default: Qwen3's, rebuilt offline)")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=SafePath(file_okay=False, path_type=Path))
 def tokenizer_build(base: str | None, out: Path) -> None:
     """Write a Hugging Face tokenizer dir with every active glyph as one token."""
     from ..vocab import registry
@@ -126,7 +126,7 @@ def tokenizer_build(base: str | None, out: Path) -> None:
 
 @main.command()
 @click.argument("text")
-@click.option("--tokenizer", "tok_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--tokenizer", "tok_dir", type=SafePath(file_okay=False, path_type=Path),
               default=None, help="a tokenizer dir (default: base + the registry's glyphs)")
 @click.option("--json", "as_json", is_flag=True)
 def tokenize(text: str, tok_dir: Path | None, as_json: bool) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from .app import (RUN, Group, command_line, echo, echo_json, hit_line, load_service, main,
-                  run_dir)
+from .app import (RUN, Group, SafePath, command_line, echo, echo_json, hit_line, load_service,
+                  main, run_dir)
 
 _VECTOR_DEFAULT = "(default: the measured best)"
 
@@ -17,7 +17,7 @@ def index_group() -> None:
 
 
 @index_group.command("build")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path), required=False)
 @click.option("--glyph-vectors", type=click.Choice(["centroid", "prompt"]), default=None,
               help=f"how a glyph becomes a vector {_VECTOR_DEFAULT}")
 @click.option("--scene-vectors", type=click.Choice(["style-centred", "mean-centred"]),
@@ -69,7 +69,7 @@ def neighbors(glyph, k, register, run, as_json) -> None:
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=120, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--batch", "batch_file", type=SafePath(dir_okay=False, path_type=Path),
               default=None, help="a file of prompts (one per line, or JSONL with \"prompt\")")
 @RUN
 @click.option("--json", "as_json", is_flag=True)
@@ -109,8 +109,8 @@ def expand(prompt, register, level, lang, k, max_new_tokens, temperature, seed, 
 
 
 @main.command("export")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--merged", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path))
+@click.option("--merged", "out", required=True, type=SafePath(file_okay=False, path_type=Path),
               help="output directory (one model; with several triggers: OUT/<trigger>/)")
 @click.option("--trigger", default=None, help="only this trigger's adapter (default: each)")
 @click.option("--overwrite", is_flag=True, help="replace an earlier export in OUT")
@@ -127,12 +127,12 @@ def export_(run, out, trigger, overwrite, no_verify) -> None:
 
 
 @main.command("eval")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path), required=False)
 @click.option("--split", type=click.Choice(["heldout", "train"]), default="heldout",
               show_default=True)
 @click.option("--max-scenes", type=click.IntRange(min=2), default=None,
               help="evaluate an even subsample of this many scenes")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="where metrics.json, report.md and the plots go (default: RUN/eval)")
 @click.option("--json", "as_json", is_flag=True, help="print metrics.json instead of the table")
 def eval_(run, split, max_scenes, out, as_json) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .app import Group, csv, echo, echo_json, main
+from .app import Group, SafePath, csv, echo, echo_json, main
 
 
 @main.group(cls=Group)
@@ -75,7 +75,7 @@ def _stdin_text() -> str:
 
 
 @scenes.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=SafePath(dir_okay=False, path_type=Path))
 def scenes_import(file: Path) -> None:
     """Import scenes from JSONL or CSV (all rows valid, or nothing is written)."""
     from ..corpus import edit

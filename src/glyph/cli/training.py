@@ -6,12 +6,12 @@ from pathlib import Path
 import click
 
 from ..training.config import TrainConfig
-from .app import command_line, csv, echo, main
+from .app import SafePath, command_line, csv, echo, main
 from .options import config_from_options, config_options
 
 
 @main.command()
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=SafePath(file_okay=False, path_type=Path),
               help="the run directory to write")
 @config_options(TrainConfig, exclude={"out"})
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
@@ -29,7 +29,7 @@ def train(out: Path, resume: bool, overwrite: bool, **options) -> None:
 
 @main.command()
 @click.option("--base", default=None, help="local dir or hub id (default: embedded tiny Qwen3)")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="default: $GLYPH_HOME/saturation")
 @click.option("--fractions", default="0.25,0.5,1", show_default=True,
               help="nested shares of the training scenes")
@@ -60,7 +60,7 @@ def saturate(base, out, fractions, mixes, no_tiers, epochs, max_scenes, seed) ->
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="the run directory (default: $GLYPH_RUN or $GLYPH_HOME/runs/default)")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="training steps (default: 3 epochs)")

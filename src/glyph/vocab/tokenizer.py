@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from .. import paths
-from ..errors import TokenizerError
+from ..errors import GlyphError, TokenizerError
 from ..files import cached, publishing
 from .family import BaseFamily, family as get_family
 from .qwen import from_byte_level
+from .unicode import check_unicode
 from .sources import append_at, write_tokenizer_dir, base_tokenizer_dir, load, load_base
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -230,13 +231,10 @@ def tokenize(text: str, tok: "tokenizers.Tokenizer") -> list[tuple[int, str]]:
         >>> tokenize("⟁ x", load(project_tokenizer()))        # doctest: +SKIP
         [(151669, '⟁'), (856, ' x')]
     """
-    if not isinstance(text, str):
-        raise TokenizerError(f"can only tokenize text, not {type(text).__name__}")
-    bad = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
-    if bad is not None:
-        raise TokenizerError(f"the text is not valid Unicode at character {bad + 1} (U+"
-                             f"{ord(text[bad]):04X}, a lone surrogate: bytes that were not "
-                             "UTF-8?); pass UTF-8 text")
+    try:
+        check_unicode("the text", text)
+    except GlyphError as e:
+        raise TokenizerError(str(e)) from None
     added = {tid: at.content for tid, at in tok.get_added_tokens_decoder().items()}
     pieces = []
     for tid in tok.encode(text, add_special_tokens=False).ids:

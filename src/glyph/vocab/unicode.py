@@ -325,6 +325,23 @@ def validate_text(kind: str, text: str, limit: int = MAX_SCENE_CHARS) -> str:
     return text
 
 
+def check_unicode(kind: str, text: str) -> str:
+    """``text`` if it is valid Unicode (no lone surrogate: what bytes that are not UTF-8
+    become on a command line), else one clear error. Example::
+
+        >>> check_unicode("TEXT", "⟁ x")
+        '⟁ x'
+    """
+    if not isinstance(text, str):
+        raise GlyphError(f"{kind} must be text, not {type(text).__name__}")
+    bad = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise GlyphError(f"{kind} is not valid Unicode at character {bad + 1} (U+"
+                         f"{ord(text[bad]):04X}, a lone surrogate: bytes that were not UTF-8?); "
+                         "pass UTF-8 text")
+    return text
+
+
 def validate_scene_id(value) -> str:
     """A scene id: text of 1–``MAX_SCENE_ID_CHARS`` visible characters, no space or slash.
 
