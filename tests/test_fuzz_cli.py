@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,15 @@ from hypothesis import strategies as st
 from glyph.cli import main
 
 from .conftest import STARTER_SCENES
-from .support.fuzzing import (TALLY, TRICKY_TEXT, bounded, fuzz_settings, message_class, outcome,
-                              write_tally)
+from .support.fuzzing import (PLAIN_TEXT, SECONDS, TRICKY_TEXT, bounded, count, fuzz_settings,
+                              message_class, outcome, write_tally)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tally_report():
     yield
     if os.environ.get("GLYPH_FUZZ_REPORT"):
-        write_tally(os.environ["GLYPH_FUZZ_REPORT"] + f".{os.getpid()}.cli.json")
+        write_tally(os.environ["GLYPH_FUZZ_REPORT"])
 
 
 @pytest.fixture
@@ -52,6 +53,8 @@ ARG = st.one_of(
                      "micro", "core", "en", "Δ101", "-", "--json", "--help", "", " ",
                      "x" * 300, "glyphs_registry.yaml", "glyphs/ascent.yaml", "/dev/zero",
                      "/proc/self/status", "missing.jsonl", "a.csv", "\udcff", "--", "-1"]))
+KNOWN = st.sampled_from(["⟁", "🜂", "🫁", "fire", "ascent", "breath"])
+COMMANDS = {"add", "show", "remove", "list", "validate", "tokenize"}
 NEW_SYMBOL = st.one_of(st.sampled_from(["⟡", "🜔", "🝊", "⚗", "🜍\ufe0f", "🜃", "⟐"]), TRICKY_TEXT)
 
 
@@ -61,15 +64,17 @@ def argv(draw) -> list[str]:
     templates = [
         lambda: ["add", a(NEW_SYMBOL), "--name", a(ARG | st.from_regex(r"[a-z][a-z0-9-]{0,8}",
                                                                      fullmatch=True)),
-                 "--meaning", a(ARG), *a(st.sampled_from([[], ["--scene", a(ARG)],
+                 "--meaning", a(ARG | PLAIN_TEXT), *a(st.sampled_from([[], ["--scene", a(ARG)],
                                                            ["--register", a(ARG)],
                                                            ["--trigger", a(ARG)]]))],
-        lambda: ["show", a(ARG), *a(st.sampled_from([[], ["--json"]]))],
-        lambda: ["remove", a(ARG)],
+        lambda: ["show", a(KNOWN | ARG), *a(st.sampled_from([[], ["--json"]]))],
+        lambda: ["remove", a(KNOWN | ARG)],
         lambda: ["list", *a(st.sampled_from([[], ["--json"], ["--all"]]))],
         lambda: ["validate"],
-        lambda: ["scenes", "add", "--glyph", a(ARG), "--register", a(ARG), "--level",
-                 a(st.sampled_from(["micro", "meso", "x"])), "--text", a(ARG | TRICKY_TEXT),
+        lambda: ["scenes", "add", "--glyph", a(KNOWN | ARG), "--register",
+                 a(st.sampled_from(["body", "poetry", "logic"]) | ARG), "--level",
+                 a(st.sampled_from(["micro", "meso", "x"])), "--text",
+                 a(ARG | TRICKY_TEXT | PLAIN_TEXT),
                  *a(st.sampled_from([[], ["--id", a(ARG)], ["--lang", a(ARG)]]))],
         lambda: ["scenes", "list", *a(st.sampled_from([[], ["--glyph", a(ARG)],
                                                        ["--register", a(ARG)], ["--json"]]))],
@@ -85,21 +90,22 @@ def argv(draw) -> list[str]:
 @given(args=argv(), stdin=st.sampled_from([b"", b"scene from stdin", b"\xff\xfe", b"a\x1bb"]))
 def test_commands_fail_cleanly_and_change_nothing_on_error(small_project, args, stdin):
     before = snapshot(small_project)
+    t0 = time.perf_counter()
     with bounded():
         r = CliRunner().invoke(main, args, input=stdin)
     target = "cli: " + (" ".join(args[:2]) if args[:1] == ["scenes"] else
-                        (args[0] if args and not args[0].startswith("-") and len(args[0]) < 12
-                         else "random argv"))
+                        args[0] if args[:1] and args[0] in COMMANDS else "random argv")
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     assert r.exit_code in (0, 1, 2), r.output
     assert "Traceback" not in r.output and "internal error" not in r.output, r.output
     assert "\x1b" not in r.output  # nothing a terminal would act on
+    SECONDS[target] += time.perf_counter() - t0
     if r.exit_code == 1:
         errors = [ln for ln in r.stderr.splitlines() if ln.strip()]
         assert len(errors) == 1 and errors[0].startswith("error: "), r.stderr
-        TALLY[target][f"exit 1: {message_class(errors[0])}"] += 1
+        count(target, f"exit 1: {message_class(errors[0])}")
     else:
-        TALLY[target]["ok" if r.exit_code == 0 else "usage error (click, exit 2)"] += 1
+        count(target, "ok" if r.exit_code == 0 else "exit 2: click usage error")
     event(f"exit {r.exit_code}")
     if r.exit_code != 0:
         assert snapshot(small_project) == before

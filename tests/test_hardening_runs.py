@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -167,9 +168,18 @@ def test_base_weights_that_are_a_pickle_are_refused_and_never_run(run_copy, tiny
     (lambda d: _edit_json(d / "meta.json", lambda m: m["scenes"][0].pop("text")),
      "not the shape glyph writes"),
 ])
-def test_damaged_index_is_one_line(run_copy, damage, reason):
+def test_damaged_index_is_one_error(run_copy, damage, reason):
+    from glyph.serving.index import SceneIndex
+
     damage(run_copy / "index")
-    one_line_error(neighbors(run_copy), reason, "glyph index build")
+    with pytest.raises(ModelError, match=re.escape(reason)) as e:
+        SceneIndex.load(run_copy)
+    assert "glyph index build" in str(e.value)
+
+
+def test_corrupt_scenes_faiss_through_the_command_is_one_line(run_copy):
+    (run_copy / "index" / "scenes.faiss").write_bytes(b"IxFI" + bytes(40))
+    one_line_error(neighbors(run_copy), "scenes.faiss: cannot be read", "glyph index build")
 
 
 def _edit_json(p: Path, change) -> None:

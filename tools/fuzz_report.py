@@ -10,7 +10,6 @@ suite's derandomized profile. The exit code is pytest's: any failure is a findin
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -25,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(scale: float, random: bool) -> tuple[int, dict, float]:
-    prefix = os.path.join(tempfile.mkdtemp(prefix="glyph-fuzz-"), "tally")
-    env = {**os.environ, "GLYPH_FUZZ_EXAMPLES": str(scale), "GLYPH_FUZZ_REPORT": prefix,
+    tally = os.path.join(tempfile.mkdtemp(prefix="glyph-fuzz-"), "tally.json")
+    env = {**os.environ, "GLYPH_FUZZ_EXAMPLES": str(scale), "GLYPH_FUZZ_REPORT": tally,
            "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            *sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_fuzz_*.py"))]
@@ -36,12 +35,9 @@ def run(scale: float, random: bool) -> tuple[int, dict, float]:
     code = subprocess.call(cmd, cwd=REPO, env=env)
     seconds = time.time() - t0
     merged: dict = {}
-    for f in glob.glob(prefix + ".*.json"):
-        for target, d in json.loads(Path(f).read_text(encoding="utf-8")).items():
-            m = merged.setdefault(target, {"inputs": 0, "seconds": 0.0, "outcomes": Counter()})
-            m["inputs"] += d["inputs"]
-            m["seconds"] += d["seconds"]
-            m["outcomes"].update(d["outcomes"])
+    if os.path.exists(tally):
+        for target, d in json.loads(Path(tally).read_text(encoding="utf-8")).items():
+            merged[target] = {**d, "outcomes": Counter(d["outcomes"])}
     return code, merged, seconds
 
 
@@ -60,7 +56,7 @@ def markdown(merged: dict, seconds: float, scale: float, random: bool, code: int
         "(checked byte for byte where the target writes). CI runs the same tests with "
         "`--scale 1`.",
         "",
-        "| target | inputs | ok | refused | distinct refusal classes | seconds |",
+        "| target | inputs | ok | refused | distinct refusals | seconds |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for target, m in sorted(merged.items()):
@@ -68,12 +64,17 @@ def markdown(merged: dict, seconds: float, scale: float, random: bool, code: int
         classes = [k for k in m["outcomes"] if k != "ok"]
         lines.append(f"| {target} | {m['inputs']:,} | {ok:,} | {m['inputs'] - ok:,} | "
                      f"{len(classes)} | {m['seconds']:.1f} |")
-    lines += ["", "## Refusal classes per target (most frequent first)", ""]
+    lines += ["", "## What refused them (most frequent first)", "",
+              "A class is the check that refused the input — `module:line` of the raise (the "
+              "library targets) or the first words of the error line (the commands) — with the "
+              "opening words of one such message.", ""]
     for target, m in sorted(merged.items()):
-        top = [(k, n) for k, n in m["outcomes"].most_common() if k != "ok"][:12]
+        top = [(k, n) for k, n in m["outcomes"].most_common() if k != "ok"][:10]
         if not top:
             continue
-        lines.append(f"**{target}**: " + "; ".join(f"{k} ({n})" for k, n in top))
+        ex = m.get("examples", {})
+        lines.append(f"**{target}**: " + "; ".join(
+            f"{k}{' “' + ex[k] + '…”' if ex.get(k) else ''} ({n})" for k, n in top))
         lines.append("")
     return "\n".join(lines)
 
@@ -85,8 +86,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "fuzz.md")
     a = ap.parse_args()
     code, merged, seconds = run(a.scale, a.random)
-    a.out.write_text(markdown(merged, seconds, a.scale, a.random, code) + "\n",
-                     encoding="utf-8")
+    text = markdown(merged, seconds, a.scale, a.random, code) + "\n"
+    a.out.write_text(text.encode("utf-8", "backslashreplace").decode("utf-8"), encoding="utf-8")
     print(f"wrote {a.out}")
     return code
 

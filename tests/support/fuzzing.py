@@ -59,26 +59,35 @@ def bounded(seconds: float = HANG_SECONDS):
 # ---------------------------------------------------------------- the tally
 TALLY: dict[str, Counter] = defaultdict(Counter)
 SECONDS: Counter = Counter()
-_PREFIX = re.compile(r"^(?:error: )?(?:\S+?:\d+: )?")
+_PREFIX = re.compile(r"^(?:error: )?(?:[^\s:]+:(?:\d+:)? )?")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z()-]*")
+EXAMPLES: dict[str, dict[str, str]] = defaultdict(dict)
 
 
 def message_class(message: str) -> str:
     """The first plain words of a message, before any quoted value, path or number:
-    ``"f.yaml:3: key 'a' appears twice"`` → ``"key"``; ``"… is not a slug"`` kept short."""
+    ``"f.yaml:3: key 'a' appears twice"`` → ``"key"``."""
     head = re.split(r"['\"/\\\d]|U\+", _PREFIX.sub("", message), maxsplit=1)[0]
-    return " ".join(_WORDS.findall(head)[:6]) or "(a quoted value first)"
+    return " ".join(_WORDS.findall(head)[:6]) or "…"
 
 
 def reason_class(err: GlyphError) -> str:
-    """Where the refusal was raised (module:line) and the first words of its message: one
-    class per distinct check in glyph, whatever values the input held."""
+    """Where the refusal was raised (``module:line``): one class per distinct check in glyph,
+    whatever values the input held."""
     tb = err.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    where = (f"{os.path.basename(tb.tb_frame.f_code.co_filename)[:-3]}:{tb.tb_lineno}"
-             if tb is not None else "?")
-    return f"{type(err).__name__} at {where}: {message_class(str(err))}"
+    if tb is None:
+        return type(err).__name__
+    return (f"{type(err).__name__} at "
+            f"{os.path.basename(tb.tb_frame.f_code.co_filename)[:-3]}:{tb.tb_lineno}")
+
+
+def count(target: str, cls: str, message: str = "") -> None:
+    """Add one input of ``target`` with outcome class ``cls`` (and a sample of its message)."""
+    TALLY[target][cls] += 1
+    if message and cls not in EXAMPLES[target]:
+        EXAMPLES[target][cls] = message_class(message)
 
 
 def outcome(target: str, call: Callable[[], object]):
@@ -88,17 +97,19 @@ def outcome(target: str, call: Callable[[], object]):
         with bounded():
             value = call()
     except GlyphError as e:
-        TALLY[target][reason_class(e)] += 1
+        count(target, reason_class(e), str(e))
         return "error", e
     finally:
         SECONDS[target] += time.perf_counter() - t0
-    TALLY[target]["ok"] += 1
+    count(target, "ok")
     return "ok", value
 
 
 def write_tally(path: str) -> None:
-    data = {t: {"inputs": sum(c.values()), "seconds": round(SECONDS[t], 2), "outcomes": dict(c)}
-            for t, c in sorted(TALLY.items())}
+    """Write the whole tally (every fuzz module of this process adds to it: the last writer
+    has it all)."""
+    data = {t: {"inputs": sum(c.values()), "seconds": round(SECONDS[t], 2), "outcomes": dict(c),
+                "examples": EXAMPLES[t]} for t, c in sorted(TALLY.items())}
     with open(path, "w", encoding="utf-8") as f:
         json.dump(data, f, ensure_ascii=True, indent=1)
 

@@ -56,8 +56,9 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
-        except BrokenPipeError:  # `glyph list | head -1`
-            os._exit(141)  # noqa: SLF001 - stdout is gone: nothing left to flush
+        except BrokenPipeError:  # `glyph list | head -1`: the reader is gone, not an error
+            _silence_stdout()
+            ctx.exit(141)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as e:  # noqa: BLE001 - a bug: one line, not a traceback
@@ -67,6 +68,17 @@ class Group(click.Group):
             say_error(f"internal error ({type(e).__name__}: {first}); this is a glyph bug — "
                       "please report it with the command (GLYPH_DEBUG=1 shows the traceback)")
             ctx.exit(INTERNAL_ERROR)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's final flush does not raise again."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test runner's buffer): nothing to flush
 
 
 def echo_json(obj) -> None:
