@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "glyph"
 # data-flow order: a module may import its own layer and the ones before it, never after
-LAYERS = ["errors", "paths", "files", "gguf", "vocab", "corpus", "model", "run", "training", "serving",
-          "evaluation", "demo", "cli"]
+LAYERS = ["limits", "errors", "display", "paths", "readers", "locks", "files", "gguf", "vocab",
+          "corpus", "model", "run", "training", "serving", "evaluation", "demo", "cli"]
 
 
 def _layer(path: Path) -> str:

@@ -206,7 +206,7 @@ def test_concurrent_adds_lose_nothing(empty_registry):
     reg = registry.load()
     assert sorted(g.symbol for g in reg.glyphs) == sorted(SYMBOLS)
     assert sorted(g.id for g in reg.glyphs) == list(range(151669, 151669 + len(SYMBOLS)))
-    assert not list(empty_registry.parent.glob(".glyphs_registry.yaml.*.tmp"))
+    assert not list(empty_registry.parent.glob(".glyphs_registry.yaml.tmp-*"))  # temp naming
 
 
 def test_registry_commands_never_import_heavy_modules(starter_registry):

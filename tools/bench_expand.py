@@ -18,7 +18,6 @@ The run for ``vectors`` / ``expand`` is the default run (``glyph demo`` makes it
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

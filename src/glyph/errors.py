@@ -46,3 +46,8 @@ class ModelError(GlyphError):
 
 class TrainingError(GlyphError):
     """Training stopped (non-finite loss, refused output directory, ...)."""
+
+
+class FileError(GlyphError):
+    """A file or directory cannot be read or written (permissions, a file where a directory
+    belongs, a full disk, a pseudo-filesystem)."""

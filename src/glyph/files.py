@@ -1,16 +1,19 @@
-"""File helpers every part of glyph shares: YAML with line numbers, publishing files and
-directories atomically, inter-process locks, and build-once caches.
+"""File helpers every part of glyph shares: publishing files and directories atomically,
+inter-process locks (:mod:`glyph.locks`), build-once caches, and the strict readers
+(:mod:`glyph.readers`, re-exported here).
 
 Publishing means: write into a temporary sibling named after this process, fsync, rename
 over the target in one step, fsync the directory. A reader sees the old version or the new
 one, never half of one. Temporaries of processes that died (``kill -9``) are swept the next
 time anything is published beside them.
 
+A failure to write (permissions, a file where a directory belongs, a full disk, a
+pseudo-filesystem) is a :class:`glyph.errors.FileError` naming the target, and leaves the
+target as it was.
+
 Example::
 
-    >>> data = load_yaml("a: 1\\n", Path("x.yaml"), GlyphError)
-    >>> data["a"], data["__line__"]
-    (1, 1)
+    >>> atomic_write(Path("out/notes.txt"), "hello")      # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -22,34 +25,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import yaml
+from .display import shown
+from .errors import FileError
+from .locks import locked
+from .readers import load_yaml, os_reason, read_json, read_text
 
-from .errors import GlyphError
-
-
-class _LineLoader(yaml.SafeLoader):
-    """A SafeLoader (no arbitrary objects) that records where each mapping starts."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> dict:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def load_yaml(text: str, path: Path, error: type[GlyphError]):
-    """Parse YAML; every mapping gets ``__line__`` (1-based). Errors become ``file:line: …``."""
-    try:
-        return yaml.load(text, Loader=_LineLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise error(f"{path}:{line}: not valid YAML ({problem}); fix the file by hand "
-                    "— glyph never overwrites a file it cannot read") from None
+__all__ = ["atomic_write", "publishing", "sweep_leftovers", "locked", "cached", "load_yaml",
+           "read_text", "read_json"]
 
 
 # ---------------------------------------------------------------- publishing
@@ -84,12 +66,29 @@ def sweep_leftovers(target: Path) -> list[Path]:
         m = _TMP_RE.match(p.name)
         if m is None or m["name"] != target.name or _alive(int(m["pid"])):
             continue
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        except OSError:
+            continue  # not ours to remove (permissions): the write itself will tell
         removed.append(p)
     return removed
+
+
+@contextmanager
+def _writing(target: Path) -> Iterator[None]:
+    """Turn an OS failure while writing ``target`` into one line naming it."""
+    try:
+        yield
+    except OSError as e:
+        raise FileError(f"cannot write {target}: {os_reason(target, e)}; check that its "
+                        "directory exists, is writable and has space (nothing was changed)") \
+            from None
+    except ValueError:  # a NUL byte in the path
+        raise FileError(f"cannot write {shown(str(target))}: not a usable file name (it holds "
+                        "a NUL byte)") from None
 
 
 def _fsync_dir(d: Path) -> None:
@@ -122,21 +121,25 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_leftovers(path)
-    tmp = _temp_sibling(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(path)
+        tmp = _temp_sibling(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            if path.exists():
+                os.chmod(tmp, path.stat().st_mode & 0o777)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+            raise
     _fsync_dir(path.parent)
 
 
@@ -144,56 +147,47 @@ def atomic_write(path: Path, data: bytes | str) -> None:
 def publishing(out: Path) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces ``out`` in one rename.
 
-    If the block raises, ``out`` is untouched and the temporary is removed. Example::
+    If the block raises, ``out`` is untouched and the temporary is removed; an ``out`` that
+    is a file is refused (a directory never replaces a user's file). Example::
 
         >>> with publishing(Path("runs/x/index")) as tmp:     # doctest: +SKIP
         ...     (tmp / "meta.json").write_text("{}")
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_leftovers(out)
-    tmp = _temp_sibling(out)
-    tmp.mkdir()
+    if out.is_file():
+        raise FileError(f"{out} is a file; choose a directory path (glyph writes a directory "
+                        "there)")
+    with _writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        sweep_leftovers(out)
+        tmp = _temp_sibling(out)
+        tmp.mkdir()
     try:
-        yield tmp
-        _fsync_tree(tmp)
-        if out.exists() or out.is_symlink():
-            old = _temp_sibling(out)
-            os.replace(out, old)  # a directory cannot be renamed over a non-empty one
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old, out)
-                raise
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-        else:
-            os.replace(tmp, out)
-        _fsync_dir(out.parent)
+        with _writing(out):
+            yield tmp
+            _fsync_tree(tmp)
+            _swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-@contextmanager
-def locked(path: Path, timeout: float = 600) -> Iterator[None]:
-    """Hold ``<path>.lock`` (an OS file lock shared by all glyph processes).
-
-    The lock is released by the OS when its holder dies, so a stale lock file is harmless.
-    """
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path) + ".lock")
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
-        raise GlyphError(f"{path} is locked by another glyph process that has held it for "
-                         f"{timeout:.0f} s; wait for that process to finish") from None
-    try:
-        yield
-    finally:
-        lock.release()
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename the finished ``tmp`` over ``out`` (moving an old ``out`` aside first)."""
+    if out.exists() or out.is_symlink():
+        old = _temp_sibling(out)
+        os.replace(out, old)  # a directory cannot be renamed over a non-empty one
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+    else:
+        os.replace(tmp, out)
+    _fsync_dir(out.parent)
 
 
 def cached(target: Path, build: Callable[[Path], None], *, done: str,

@@ -1,35 +1,88 @@
-"""The ``glyph`` click group and what every command shares: error translation, JSON output,
-the run option, the command line a report names.
+"""The ``glyph`` click group and what every command shares: the one output path, error
+translation, JSON output, the run option, the command line a report names.
 
-Library errors (:class:`glyph.errors.GlyphError`) are translated here, once, into one line on
-stderr and exit code 1.
+Output: every command prints through :func:`echo` / :func:`echo_json`, which escape control
+characters, bidi controls and lone surrogates (:mod:`glyph.display`): nothing glyph prints —
+a scene text, a generated continuation, a hand-edited value — can drive the terminal.
+
+Errors: a library error (:class:`glyph.errors.GlyphError`) becomes one line on stderr,
+``error: …`` (at most ``MAX_ERROR_CHARS``), and its exit code (1). Anything else that escapes
+a command is a glyph bug: it is reported on one line too, with exit code 70, and
+``GLYPH_DEBUG=1`` shows the traceback.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
 
+from ..display import clip, escape, escape_json
 from ..errors import GlyphError
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in glyph, not in the input
+
+
+class SafePath(click.Path):
+    """``click.Path`` that refuses a NUL byte as a usage error (click's own check would let
+    ``os.stat`` raise ValueError). Every path option and argument uses it."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and "\0" in value:
+            self.fail("holds a NUL byte, which no file name can", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    """Print ``text`` (terminal-safe: see the module docstring)."""
+    click.echo(escape(str(text)), err=err)
+
+
+def say_error(message: str) -> None:
+    """One ``error: …`` line on stderr, newlines and controls escaped, clipped."""
+    click.echo("error: " + clip(escape(message, newline_ok=False)), err=True)
 
 
 class Group(click.Group):
-    """A click group that turns GlyphError into `error: …` and exit 1."""
+    """A click group that turns every failure into one ``error: …`` line and an exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except GlyphError as e:
-            click.echo(f"error: {e}", err=True)
+            say_error(str(e))
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # `glyph list | head -1`: the reader is gone, not an error
+            _silence_stdout()
+            ctx.exit(141)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: one line, not a traceback
+            if os.environ.get("GLYPH_DEBUG"):
+                raise
+            first = (str(e).splitlines() or [""])[0]
+            say_error(f"internal error ({type(e).__name__}: {first}); this is a glyph bug — "
+                      "please report it with the command (GLYPH_DEBUG=1 shows the traceback)")
+            ctx.exit(INTERNAL_ERROR)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so Python's final flush does not raise again."""
+    import sys
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file (a test runner's buffer): nothing to flush
 
 
 def echo_json(obj) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False, indent=2))
+    click.echo(escape_json(json.dumps(obj, ensure_ascii=False, indent=2)))
 
 
 @click.group(cls=Group)
@@ -47,7 +100,7 @@ def main() -> None:
                             category=FutureWarning)
 
 
-RUN = click.option("--run", "run", type=click.Path(file_okay=False, path_type=Path),
+RUN = click.option("--run", "run", type=SafePath(file_okay=False, path_type=Path),
                     default=None, help="run directory (default: $GLYPH_RUN or "
                     "$GLYPH_HOME/runs/default, what `glyph demo` trains)")
 

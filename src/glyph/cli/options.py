@@ -16,6 +16,8 @@ from pathlib import Path
 
 import click
 
+from .app import SafePath
+
 _NUMBERS = {"int": int, "float": float, "int | None": int, "float | None": float}
 
 
@@ -27,7 +29,7 @@ def _click_type(f):
     if t in _NUMBERS:
         return _NUMBERS[t]
     if t == "Path":
-        return click.Path(file_okay=False, path_type=Path)
+        return SafePath(file_okay=False, path_type=Path)
     return str
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .app import Group, main, echo_json
+from .app import Group, SafePath, echo, echo_json, main
 
 
 def _glyph_json(g) -> dict:
@@ -17,14 +17,14 @@ def _glyph_json(g) -> dict:
 
 
 @main.command()
-@click.option("--path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--path", type=SafePath(dir_okay=False, path_type=Path),
               default=Path("glyphs_registry.yaml"), show_default=True)
 def init(path: Path) -> None:
     """Create an empty registry in the current directory."""
     from ..vocab import registry
 
     reg = registry.init(path)
-    click.echo(f"created {reg.path} with registers: {', '.join(reg.registers)}")
+    echo(f"created {reg.path} with registers: {', '.join(reg.registers)}")
 
 
 @main.command()
@@ -46,9 +46,9 @@ def add(symbol, name, meaning, archetype, trigger, registers, scenes, allow_priv
                        registers=registers, scenes=scenes, allow_private_use=allow_private_use,
                        allow_nonsymbol=allow_nonsymbol)
     for note in res.notes:
-        click.echo(f"note: {note}", err=True)
+        echo(f"note: {note}", err=True)
     g = res.glyph
-    click.echo(f"added {g.symbol} '{g.name}' id {g.id} ({g.kind}) trigger {g.trigger}")
+    echo(f"added {g.symbol} '{g.name}' id {g.id} ({g.kind}) trigger {g.trigger}")
 
 
 @main.command("list")
@@ -64,8 +64,8 @@ def list_(as_json: bool, show_all: bool) -> None:
         return echo_json([_glyph_json(g) for g in glyphs])
     for g in glyphs:
         flag = "" if g.active else "  [retired]"
-        click.echo(f"{g.symbol}\t{g.id}\t{g.name:<12} {g.trigger:<12} {g.kind:<8} {g.meaning}{flag}")
-    click.echo(f"{len(reg.active())} active, {len(reg.glyphs) - len(reg.active())} retired "
+        echo(f"{g.symbol}\t{g.id}\t{g.name:<12} {g.trigger:<12} {g.kind:<8} {g.meaning}{flag}")
+    echo(f"{len(reg.active())} active, {len(reg.glyphs) - len(reg.active())} retired "
                f"({reg.path})", err=True)
 
 
@@ -81,7 +81,7 @@ def show(key: str, as_json: bool) -> None:
     if as_json:
         return echo_json(d)
     for k, v in d.items():
-        click.echo(f"{k:>18}: {', '.join(v) if isinstance(v, list) else v}")
+        echo(f"{k:>18}: {', '.join(v) if isinstance(v, list) else v}")
 
 
 @main.command()
@@ -91,7 +91,7 @@ def remove(key: str) -> None:
     from ..vocab import registry
 
     g = registry.remove(key)
-    click.echo(f"retired {g.symbol} '{g.name}'; id {g.id} stays reserved")
+    echo(f"retired {g.symbol} '{g.name}'; id {g.id} stays reserved")
 
 
 @main.command()
@@ -100,7 +100,7 @@ def validate() -> None:
     from ..corpus.project import validate_project
 
     for line in validate_project():
-        click.echo(line)
+        echo(line)
 
 
 @main.group(cls=Group)
@@ -111,7 +111,7 @@ def tokenizer() -> None:
 @tokenizer.command("build")
 @click.option("--base", default=None, help="local dir, .gguf file or hub id of a Qwen-family "
               "model or tokenizer (default: Qwen3's, rebuilt offline)")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=SafePath(file_okay=False, path_type=Path))
 def tokenizer_build(base: str | None, out: Path) -> None:
     """Write a Hugging Face tokenizer dir with every active glyph as one token."""
     from ..vocab import registry
@@ -119,16 +119,16 @@ def tokenizer_build(base: str | None, out: Path) -> None:
 
     reg = registry.load()
     report = tk.build_glyph_tokenizer(reg.active(), out, base=base, fam=reg.family,
-                                      log=lambda m: click.echo(m, err=True))
-    click.echo(f"{'glyph':<6}{'name':<14}{'before':>7}  {'id':>7}  kind")
+                                      log=lambda m: echo(m, err=True))
+    echo(f"{'glyph':<6}{'name':<14}{'before':>7}  {'id':>7}  kind")
     for r in report.rows:
-        click.echo(f"{r.symbol:<6}{r.name:<14}{r.cost_before:>7}  {r.id:>7}  {r.kind}")
-    click.echo(f"wrote {report.out}")
+        echo(f"{r.symbol:<6}{r.name:<14}{r.cost_before:>7}  {r.id:>7}  {r.kind}")
+    echo(f"wrote {report.out}")
 
 
 @main.command()
 @click.argument("text")
-@click.option("--tokenizer", "tok_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--tokenizer", "tok_dir", type=SafePath(file_okay=False, path_type=Path),
               default=None, help="a tokenizer dir (default: base + the registry's glyphs)")
 @click.option("--json", "as_json", is_flag=True)
 def tokenize(text: str, tok_dir: Path | None, as_json: bool) -> None:
@@ -138,7 +138,7 @@ def tokenize(text: str, tok_dir: Path | None, as_json: bool) -> None:
     pieces = tk.tokenize(text, tk.load(tok_dir or tk.project_tokenizer()))
     if as_json:
         return echo_json([{"id": i, "piece": p} for i, p in pieces])
-    click.echo(" ".join(f"{p}[{i}]" for i, p in pieces))
-    click.echo(f"{len(pieces)} tokens", err=True)
+    echo(" ".join(f"{p}[{i}]" for i, p in pieces))
+    echo(f"{len(pieces)} tokens", err=True)
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from .app import RUN, Group, command_line, echo_json, hit_line, load_service, main, run_dir
+from .app import (RUN, Group, SafePath, command_line, echo, echo_json, hit_line, load_service,
+                  main, run_dir)
 
 _VECTOR_DEFAULT = "(default: the measured best)"
 
@@ -16,7 +17,7 @@ def index_group() -> None:
 
 
 @index_group.command("build")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path), required=False)
 @click.option("--glyph-vectors", type=click.Choice(["centroid", "prompt"]), default=None,
               help=f"how a glyph becomes a vector {_VECTOR_DEFAULT}")
 @click.option("--scene-vectors", type=click.Choice(["style-centred", "mean-centred"]),
@@ -35,9 +36,9 @@ def index_build(run, glyph_vectors, scene_vectors, kind) -> None:
     idx = svc.build_index(scenes.load_corpus(reg), kind=kind,
                           glyph_method=glyph_vectors or vectors.DEFAULT_GLYPH_VECTORS,
                           scene_method=scene_vectors or vectors.DEFAULT_SCENE_VECTORS,
-                          log=lambda m: click.echo(m, err=True))
+                          log=lambda m: echo(m, err=True))
     i = idx.info
-    click.echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, scene vectors "
+    echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, scene vectors "
                f"{i['scene_vectors']}, glyph vectors {i['glyph_vectors']}) in {i['seconds']}s "
                f"→ {svc.run.index_dir}")
 
@@ -54,7 +55,7 @@ def neighbors(glyph, k, register, run, as_json) -> None:
     if as_json:
         return echo_json([h.to_dict() for h in hits])
     for h in hits:
-        click.echo(hit_line(h))
+        echo(hit_line(h))
 
 
 @main.command()
@@ -68,7 +69,7 @@ def neighbors(glyph, k, register, run, as_json) -> None:
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=120, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--batch", "batch_file", type=SafePath(dir_okay=False, path_type=Path),
               default=None, help="a file of prompts (one per line, or JSONL with \"prompt\")")
 @RUN
 @click.option("--json", "as_json", is_flag=True)
@@ -88,31 +89,31 @@ def expand(prompt, register, level, lang, k, max_new_tokens, temperature, seed, 
         if as_json:
             return echo_json([o.to_dict() for o in outs])
         for p, o in zip(prompts, outs):
-            click.echo(f"── {p!r} → adapters: {', '.join(o.triggers) or 'none (base)'}")
-            click.echo(o.text)
+            echo(f"── {p!r} → adapters: {', '.join(o.triggers) or 'none (base)'}")
+            echo(o.text)
         return
     out = svc.respond(prompt, register=register, level=level, lang=lang, k=k, **gen)
     if as_json:
         return echo_json(out.to_dict())
     if isinstance(out, Expansion):
-        click.echo(f"── {out.glyph} → {out.register} · {out.level} · {out.lang}  "
+        echo(f"── {out.glyph} → {out.register} · {out.level} · {out.lang}  "
                    f"(adapter {out.adapter})")
-        click.echo(out.text)
+        echo(out.text)
         if out.scenes:
-            click.echo("── nearest scenes:")
+            echo("── nearest scenes:")
             for h in out.scenes:
-                click.echo(hit_line(h))
+                echo(hit_line(h))
         return
-    click.echo(f"── adapters: {', '.join(out.triggers) or 'none (base model)'}")
-    click.echo(out.prompt + out.text)
+    echo(f"── adapters: {', '.join(out.triggers) or 'none (base model)'}")
+    echo(out.prompt + out.text)
 
 
 @main.command("export")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--merged", "out", default=None, type=click.Path(file_okay=False, path_type=Path),
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path))
+@click.option("--merged", "out", default=None, type=SafePath(file_okay=False, path_type=Path),
               help="one plain model per trigger (with several triggers: OUT/<trigger>/)")
 @click.option("--multi-lora", "multi", default=None,
-              type=click.Path(file_okay=False, path_type=Path),
+              type=SafePath(file_okay=False, path_type=Path),
               help="one base with every glyph row + plain LoRA adapters + routing.json")
 @click.option("--combine", multiple=True, help="with --multi-lora: also an adapter that sums "
               "these triggers, e.g. --combine body+initiation (repeat)")
@@ -130,30 +131,30 @@ def export_(run, out, multi, combine, model_name, trigger, overwrite, no_verify)
         raise ConfigError("give one of --merged OUT or --multi-lora OUT")
     if multi is None and (combine or model_name):
         raise ConfigError("--combine and --model-name go with --multi-lora")
-    log = lambda m: click.echo(m, err=True)  # noqa: E731
+    log = lambda m: echo(m, err=True)  # noqa: E731
     if multi is not None:
         from ..serving.multilora import export_multi_lora
 
         report = export_multi_lora(run, multi, combine=combine, model_name=model_name,
                                    registry=registry.load_optional(), overwrite=overwrite,
                                    verify=not no_verify, log=log)
-        click.echo(f"wrote {multi}: base + adapters {', '.join(report['adapters'] or [])}")
-        click.echo(f"serve it with:\n  {report['vllm']}")
+        echo(f"wrote {multi}: base + adapters {', '.join(report['adapters'] or [])}")
+        echo(f"serve it with:\n  {report['vllm']}")
         return
     from ..serving.export import export_merged
 
     for d in export_merged(run, out, trigger=trigger, registry=registry.load_optional(),
                            overwrite=overwrite, verify=not no_verify, log=log):
-        click.echo(f"wrote {d}")
+        echo(f"wrote {d}")
 
 
 @main.command("eval")
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path), required=False)
 @click.option("--split", type=click.Choice(["heldout", "train"]), default="heldout",
               show_default=True)
 @click.option("--max-scenes", type=click.IntRange(min=2), default=None,
               help="evaluate an even subsample of this many scenes")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="where metrics.json, report.md and the plots go (default: RUN/eval)")
 @click.option("--json", "as_json", is_flag=True, help="print metrics.json instead of the table")
 def eval_(run, split, max_scenes, out, as_json) -> None:
@@ -164,11 +165,11 @@ def eval_(run, split, max_scenes, out, as_json) -> None:
 
     run = run_dir(run)
     metrics = evaluate(run, split=split, registry=registry.load(), max_scenes=max_scenes,
-                       log=lambda m: click.echo(m, err=True))
+                       log=lambda m: echo(m, err=True))
     out = out or run / "eval"
     write_metrics(metrics, out)
     report = write_report(metrics, out, command=command_line())
     if as_json:
         return echo_json(metrics)
-    click.echo(table(metrics))
-    click.echo(f"report: {report}", err=True)
+    echo(table(metrics))
+    echo(f"report: {report}", err=True)

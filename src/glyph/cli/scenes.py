@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .app import Group, main, csv, echo_json
+from .app import Group, SafePath, csv, echo, echo_json, main
 
 
 @main.group(cls=Group)
@@ -35,9 +35,9 @@ def scenes_list(glyph_key, register, level, tier, split, as_json) -> None:
         return echo_json([s.to_dict() for s in rows])
     for s in rows:
         first = s.text.splitlines()[0][:70]
-        click.echo(f"{s.id:<7}{''.join(s.glyphs):<4}{s.register:<10}{s.level:<6}{s.tier:<8}"
+        echo(f"{s.id:<7}{''.join(s.glyphs):<4}{s.register:<10}{s.level:<6}{s.tier:<8}"
                    f"{s.lang:<3}{s.split:<8}{first}")
-    click.echo(f"{len(rows)} scenes", err=True)
+    echo(f"{len(rows)} scenes", err=True)
 
 
 @scenes.command("add")
@@ -55,21 +55,34 @@ def scenes_add(glyphs, register, level, tier, lang, text, scene_id) -> None:
     from ..vocab import registry
 
     reg = registry.load()
-    text = sys.stdin.read() if text == "-" else text
+    text = _stdin_text() if text == "-" else text
     s = edit.add(reg, glyphs=[reg.get(g).symbol for g in glyphs], register=register, level=level,
                tier=tier, lang=lang, text=text, scene_id=scene_id)
-    click.echo(f"added scene {s.id} ({s.split}) for {''.join(s.glyphs)}")
+    echo(f"added scene {s.id} ({s.split}) for {''.join(s.glyphs)}")
+
+
+def _stdin_text() -> str:
+    """Standard input as UTF-8 text (bounded; bytes that are not UTF-8 are an error)."""
+    from ..errors import SceneError
+    from ..limits import MAX_TEXT_FILE_BYTES
+    from ..readers import decode
+
+    data = sys.stdin.buffer.read(MAX_TEXT_FILE_BYTES + 1)
+    if len(data) > MAX_TEXT_FILE_BYTES:
+        raise SceneError(f"stdin holds more than {MAX_TEXT_FILE_BYTES // 2**20} MiB; a scene "
+                         "is at most a few pages")
+    return decode(data, "stdin", SceneError)
 
 
 @scenes.command("import")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=SafePath(dir_okay=False, path_type=Path))
 def scenes_import(file: Path) -> None:
     """Import scenes from JSONL or CSV (all rows valid, or nothing is written)."""
     from ..corpus import edit
     from ..vocab import registry
 
     new = edit.import_file(registry.load(), file)
-    click.echo(f"imported {len(new)} scenes from {file}")
+    echo(f"imported {len(new)} scenes from {file}")
 
 
 @scenes.command("validate")
@@ -80,6 +93,6 @@ def scenes_validate() -> None:
 
     reg = registry.load()
     for line in sc.check_coverage(reg, sc.load_corpus(reg)):
-        click.echo(line)
+        echo(line)
 
 

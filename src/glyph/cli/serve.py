@@ -5,13 +5,13 @@ from pathlib import Path
 
 import click
 
-from .app import main, run_dir
+from .app import SafePath, echo, main, run_dir
 
 _ENGINE = "engine limit (default %s)"
 
 
 @main.command()
-@click.argument("run", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("run", type=SafePath(file_okay=False, path_type=Path), required=False)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to listen on (loopback unless you say otherwise)")
 @click.option("--port", type=int, default=8000, show_default=True)
@@ -41,15 +41,15 @@ def serve(run, host, port, api_key, model_name, max_batch, max_queue, max_prompt
                                                max_prompt_tokens=max_prompt_tokens,
                                                max_tokens=max_tokens, threads=threads))
     run_server(run_dir(run), options, registry=registry.load_optional(),
-               log=lambda m: click.echo(m, err=True))
+               log=lambda m: echo(m, err=True))
 
 
 @main.command()
 @click.argument("text")
-@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--export", "export_dir", type=SafePath(file_okay=False, path_type=Path),
               default=None, help="a --multi-lora export (its routing.json); default: the run's "
               "own rules")
-@click.option("--run", "run", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--run", "run", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="run directory (default: $GLYPH_RUN or $GLYPH_HOME/runs/default)")
 def route(text, export_dir, run) -> None:
     """Print the adapter (OpenAI model name) TEXT needs on a multi-LoRA engine."""
@@ -61,4 +61,4 @@ def route(text, export_dir, run) -> None:
     else:
         path = run_dir(run)
         rules = Routing.of_run(Run(path).manifest(), model=path.resolve().name)
-    click.echo(rules.model_for(text))
+    echo(rules.model_for(text))

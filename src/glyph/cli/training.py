@@ -6,12 +6,12 @@ from pathlib import Path
 import click
 
 from ..training.config import TrainConfig
-from .app import command_line, csv, main
+from .app import SafePath, command_line, csv, echo, main
 from .options import config_from_options, config_options
 
 
 @main.command()
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=SafePath(file_okay=False, path_type=Path),
               help="the run directory to write")
 @config_options(TrainConfig, exclude={"out"})
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last checkpoint")
@@ -21,17 +21,17 @@ def train(out: Path, resume: bool, overwrite: bool, **options) -> None:
     from ..training.recipe import train as run_train
 
     cfg = config_from_options(TrainConfig, options, out=out)
-    res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: click.echo(m, err=True))
+    res = run_train(cfg, resume=resume, overwrite=overwrite, log=lambda m: echo(m, err=True))
     if not res.main:
         return  # a distributed run: the main process reports
     m = res.metrics
-    click.echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
+    echo(f"trained {res.steps} steps in {m['seconds']}s: train loss {m['train_loss_last']:.3f}, "
                f"held-out loss {m['heldout_loss']:.3f} ({m['heldout_examples']} scenes) → {res.out}")
 
 
 @main.command()
 @click.option("--base", default=None, help="local dir or hub id (default: embedded tiny Qwen3)")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="default: $GLYPH_HOME/saturation")
 @click.option("--fractions", default="0.25,0.5,1", show_default=True,
               help="nested shares of the training scenes")
@@ -56,13 +56,13 @@ def saturate(base, out, fractions, mixes, no_tiers, epochs, max_scenes, seed) ->
     out = out or paths.home() / "saturation"
     res = run(out, base=base, fractions=fr, mixes=tuple(csv(m) for m in mixes),
               tiers=not no_tiers, epochs=epochs, seed=seed, max_scenes=max_scenes,
-              command=command_line(), log=lambda m: click.echo(m, err=True))
-    click.echo((out / "saturation.md").read_text(encoding="utf-8"))
-    click.echo(f"{len(res['points'])} conditions in {res['seconds']}s → {out}", err=True)
+              command=command_line(), log=lambda m: echo(m, err=True))
+    echo((out / "saturation.md").read_text(encoding="utf-8"))
+    echo(f"{len(res['points'])} conditions in {res['seconds']}s → {out}", err=True)
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="the run directory (default: $GLYPH_RUN or $GLYPH_HOME/runs/default)")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="training steps (default: 3 epochs)")
@@ -72,4 +72,4 @@ def demo(out: Path | None, steps: int | None, eval_scenes: int) -> None:
     """Run the whole default pipeline: tokenizer → base → train → index → expand → eval."""
     from ..demo import run
 
-    run(out, echo=click.echo, steps=steps, eval_scenes=eval_scenes or None)
+    run(out, echo=echo, steps=steps, eval_scenes=eval_scenes or None)

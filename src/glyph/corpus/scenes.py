@@ -24,10 +24,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import paths
-from ..errors import SceneError
-from ..files import load_yaml
+from ..display import shown
+from ..errors import GlyphError, SceneError
+from ..files import load_yaml, read_text
+from ..limits import MAX_SCENE_FILE_BYTES
 from ..vocab.registry import Registry
-from ..vocab.unicode import canonical_text
+from ..vocab.unicode import canonical_text, validate_scene_id, validate_text
 
 FORMAT_VERSION = 1
 LEVELS = ("micro", "meso", "macro")
@@ -37,7 +39,6 @@ MARKERS = ("THEME", "TRANSITION", "ERROR", "SYNTHESIS", "ANCHOR")
 HELDOUT_PERCENT = 20
 _MARKER_RE = re.compile(r"^\s*\[([^\]\n]{1,40})\]", re.MULTILINE)
 LANG_RE = re.compile(r"^[a-z]{2}$")
-_ID_RE = re.compile(r"^[^\s/\\]{1,40}$")
 _KEYS = ("id", "glyphs", "register", "level", "tier", "lang", "text", "split")
 
 
@@ -128,7 +129,7 @@ class Corpus:
         for s in self.scenes:
             if s.id == scene_id:
                 return s
-        raise SceneError(f"no scene {scene_id!r}; `glyph scenes list` shows them")
+        raise SceneError(f"no scene {shown(scene_id)}; `glyph scenes list` shows them")
 
     def select(self, *, glyph: str | None = None, split: str | None = None,
                tiers=None, registers=None, levels=None, langs=None) -> list[Scene]:
@@ -167,60 +168,62 @@ def parse_scene(item: dict, where: str, reg: Registry) -> Scene:
         raise bad("a scene must be a mapping with id, glyphs, register, level, tier, lang, text")
     unknown = set(item) - set(_KEYS)
     if unknown:
-        raise bad(f"unknown key(s) {sorted(unknown)}; known: {', '.join(_KEYS)}")
+        raise bad(f"unknown key(s) {sorted(map(shown, unknown))}; known: {', '.join(_KEYS)}")
     missing = [k for k in _KEYS[:-1] if item.get(k) in (None, "", [])]
     if missing:
         raise bad(f"missing {', '.join(missing)}" + (" (empty text)" if "text" in missing else ""))
-    sid = str(item["id"])
-    if not _ID_RE.match(sid):
-        raise bad(f"id {sid!r} must be 1–40 characters without spaces or slashes")
-    glyphs = item["glyphs"]
-    if isinstance(glyphs, str):
-        glyphs = [glyphs]
-    if not isinstance(glyphs, list):
-        raise bad("glyphs must be a list of registered symbols")
-    symbols = reg.symbols()
-    canon = []
-    for g in glyphs:
-        c = canonical_text(str(g), symbols)
-        found = reg.find(c)
-        if found is None:  # a retired glyph is still known: its scenes load, training skips them
-            raise bad(f"unknown glyph {g!r}; register it with `glyph add` or fix the scene")
-        canon.append(found.symbol)
-    if item["register"] not in reg.registers:
-        raise bad(f"unknown register {item['register']!r}; declared: {', '.join(reg.registers)}")
+    try:
+        sid = validate_scene_id(item["id"])
+        text = validate_text("text", item["text"])
+    except GlyphError as e:
+        raise bad(str(e)) from None
+    canon = _scene_glyphs(item["glyphs"], reg, bad)
+    if not isinstance(item["register"], str) or item["register"] not in reg.registers:
+        raise bad(f"unknown register {shown(item['register'])}; declared: "
+                  f"{', '.join(reg.registers)}")
     for key, allowed in (("level", LEVELS), ("tier", TIERS)):
-        if item[key] not in allowed:
-            raise bad(f"{key} {item[key]!r} must be one of {', '.join(allowed)}")
-    if not isinstance(item["lang"], str) or not LANG_RE.match(item["lang"]):
-        raise bad(f"lang {item['lang']!r} must be a two-letter code such as en or ru")
-    text = item["text"]
-    if not isinstance(text, str) or not text.strip():
-        raise bad("empty text")
-    text = canonical_text(text.strip(), symbols)
+        if not isinstance(item[key], str) or item[key] not in allowed:
+            raise bad(f"{key} {shown(item[key])} must be one of {', '.join(allowed)}")
+    if not isinstance(item["lang"], str) or not LANG_RE.fullmatch(item["lang"]):
+        raise bad(f"lang {shown(item['lang'])} must be a two-letter code such as en or ru")
+    text = canonical_text(text, reg.symbols())
     for m in _MARKER_RE.findall(text):
         if m not in MARKERS:
-            raise bad(f"bad section marker [{m}]; allowed: "
+            raise bad(f"bad section marker [{shown(m)[1:-1]}]; allowed: "
                       + " ".join(f"[{x}]" for x in MARKERS))
     split = item.get("split") or ("heldout" if heldout_by_id(sid) else "train")
-    if split not in SPLITS:
-        raise bad(f"split {split!r} must be one of {', '.join(SPLITS)}")
+    if not isinstance(split, str) or split not in SPLITS:
+        raise bad(f"split {shown(split)} must be one of {', '.join(SPLITS)}")
     return Scene(id=sid, glyphs=tuple(canon), register=item["register"], level=item["level"],
                  tier=item["tier"], lang=item["lang"], text=text, split=split, source=where)
 
 
+def _scene_glyphs(glyphs, reg: Registry, bad) -> list[str]:
+    """The registered symbols a scene names (a retired glyph is still known: its scenes load,
+    training skips them)."""
+    if isinstance(glyphs, str):
+        glyphs = [glyphs]
+    if not isinstance(glyphs, list) or not all(isinstance(g, str) for g in glyphs):
+        raise bad(f"glyphs must be a list of registered symbols, not {shown(glyphs)}")
+    symbols = reg.symbols()
+    canon = []
+    for g in glyphs:
+        found = reg.find(canonical_text(g, symbols))
+        if found is None:
+            raise bad(f"unknown glyph {shown(g)}; register it with `glyph add` or fix the scene")
+        canon.append(found.symbol)
+    return canon
+
+
 def parse_file(path: Path, reg: Registry) -> list[Scene]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SceneError(f"{path}:1: not UTF-8 text ({e.reason})") from None
+    text = read_text(path, SceneError, limit=MAX_SCENE_FILE_BYTES, what="a scene file")
     data = load_yaml(text, path, SceneError)
     if data is None:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("scenes"), list):
         raise SceneError(f"{path}:1: expected `version: 1` and a `scenes:` list")
     if data.get("version") != FORMAT_VERSION:
-        raise SceneError(f"{path}:1: version {data.get('version')!r} is not supported; "
+        raise SceneError(f"{path}:1: version {shown(data.get('version'))} is not supported; "
                          f"use version: {FORMAT_VERSION}")
     out = []
     for item in data["scenes"]:

@@ -31,8 +31,11 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
-from ..errors import ModelError, TrainingError
-from ..files import atomic_write, publishing
+from ..display import held_warnings
+from ..errors import GlyphError, ModelError, TrainingError
+from ..files import atomic_write, publishing, read_json, read_text
+from ..limits import MAX_JSON_BYTES
+from ..readers import parse_json
 from .card import adapter_card
 from .manifest import Manifest
 
@@ -129,7 +132,13 @@ class Run:
     def loss_log(self) -> list[dict]:
         if not self.loss_path.exists():
             return []
-        return [json.loads(x) for x in self.loss_path.read_text().splitlines() if x.strip()]
+        text = read_text(self.loss_path, ModelError, limit=MAX_JSON_BYTES, what="a loss log")
+        rows = [parse_json(x, str(self.loss_path), ModelError, allow_nan=True, first_line=n)
+                for n, x in enumerate(text.split("\n"), 1) if x.strip()]
+        if not all(isinstance(r, dict) for r in rows):
+            raise ModelError(f"{self.loss_path}: each line must be a JSON object; the run "
+                             "directory is damaged")
+        return rows
 
     # ------------------------------------------------------------ loading models
     def base_dir(self) -> str:
@@ -142,12 +151,15 @@ class Run:
             raise ModelError(f"the base model of run {self.path} is gone ({base.path}); restore "
                              f"that directory or retrain with `glyph train --out {self.path} "
                              "--overwrite`")
-        if where.is_dir() and (where / "config.json").is_file():
+        try:
             now = fingerprint_dir(where)
-            if now != base.fingerprint:
-                raise ModelError(f"the base model at {base.path} is not the one run {self.path} "
-                                 f"was trained on (fingerprint {now}, the run expects "
-                                 f"{base.fingerprint}); restore that base or retrain")
+        except (OSError, ValueError, RecursionError) as e:  # unreadable, or not JSON
+            raise ModelError(f"the base model of run {self.path} at {base.path} cannot be "
+                             f"read ({type(e).__name__}); restore that base or retrain") from None
+        if now != base.fingerprint:  # a local directory, or the hub id it was trained from
+            raise ModelError(f"the base model at {base.path} is not the one run {self.path} "
+                             f"was trained on (fingerprint {now}, the run expects "
+                             f"{base.fingerprint}); restore that base or retrain")
         return base.path
 
     def load_base(self, *, dtype=None):
@@ -160,13 +172,16 @@ class Run:
     def load_model(self, *, dtype=None, triggers: list[str] | None = None,
                    trainable: bool = False):
         """The base with every trigger's adapter loaded (peft ``PeftModel``), eval mode."""
+        m = self.manifest()
+        names = triggers or list(m.triggers)
+        with held_warnings():
+            return self._load_adapters(self.load_base(dtype=dtype), names, trainable)
+
+    def _load_adapters(self, base, names: list[str], trainable: bool):
         from peft import PeftModel
 
         from ..model.base import quiet_loading
 
-        m = self.manifest()
-        names = triggers or list(m.triggers)
-        base = self.load_base(dtype=dtype)
         pm = None
         with quiet_loading():
             for t in names:
@@ -174,18 +189,33 @@ class Run:
                 if not (where / "adapter_config.json").is_file():
                     raise ModelError(f"run {self.path}: adapter {t!r} is missing ({where}); "
                                      "the run directory is damaged: retrain it")
-                if pm is None:
-                    pm = PeftModel.from_pretrained(base, where, adapter_name=t,
-                                                   is_trainable=trainable)
-                else:
-                    pm.load_adapter(where, adapter_name=t, is_trainable=trainable)
+                try:
+                    if pm is None:
+                        pm = PeftModel.from_pretrained(base, where, adapter_name=t,
+                                                       is_trainable=trainable)
+                    else:
+                        pm.load_adapter(where, adapter_name=t, is_trainable=trainable)
+                except GlyphError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - a damaged or foreign adapter file
+                    raise ModelError(f"run {self.path}: adapter {t!r} in {where} cannot be "
+                                     f"loaded ({_first_line(e)}); the run directory is "
+                                     "damaged: retrain it") from None
         return pm.eval()
 
     def hf_tokenizer(self):
         """The run's tokenizer as a transformers tokenizer (left padding, for generation)."""
         from transformers import AutoTokenizer
 
-        tok = AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        where = self.tokenizer_dir
+        if not (where / "tokenizer.json").is_file():
+            raise ModelError(f"run {self.path}: no tokenizer at {where}; the run directory is "
+                             "damaged: retrain it")
+        try:
+            tok = AutoTokenizer.from_pretrained(where)
+        except Exception as e:  # noqa: BLE001 - a damaged tokenizer directory
+            raise ModelError(f"run {self.path}: the tokenizer at {where} cannot be loaded "
+                             f"({_first_line(e)}); retrain the run") from None
         tok.padding_side = "left"
         return tok
 
@@ -208,7 +238,8 @@ class Run:
             if self.is_complete():
                 raise TrainingError(f"{out} is a complete run; nothing to resume (use "
                                     "--overwrite to train it again)")
-            return json.loads(self.train_config_path.read_text())
+            return read_json(self.train_config_path, TrainingError, limit=MAX_JSON_BYTES,
+                             what="a training config", fix="start over with --overwrite")
         if out.exists() and any(out.iterdir()):
             if not self.exists():
                 raise TrainingError(f"{out} is not empty and is not a glyph run; choose another "
@@ -237,3 +268,12 @@ class Run:
         self.__dict__.pop("_manifest", None)
         shutil.rmtree(self.checkpoints, ignore_errors=True)
         return self.manifest_path
+
+
+def _first_line(e: BaseException) -> str:
+    from ..display import shown
+
+    if "Weights only load failed" in str(e):  # torch.load(weights_only=True) refused a pickle
+        return "a pickle that torch's weights-only loader refuses: it could run code"
+    return shown((str(e).splitlines() or [type(e).__name__])[0], 160)[1:-1]
+

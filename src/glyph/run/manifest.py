@@ -17,9 +17,12 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import GlyphError, ModelError
+from ..limits import MAX_JSON_BYTES
 from ..model.base import BaseInfo
+from ..readers import read_json
 from ..vocab.family import BaseFamily, family as get_family
+from ..vocab.unicode import validate_slug
 
 RUN_FORMAT = 1  # the JSON shape; fields added since are optional with defaults
 
@@ -89,14 +92,7 @@ class Manifest:
         """Parse and validate ``manifest.json``; raise :class:`ModelError` naming the problem."""
         run = path.parent
         fix = (f"retrain with `glyph train --out {run} --overwrite`" if run.name else "retrain")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as e:
-            raise ModelError(f"{path}: not UTF-8 text ({e.reason}); {fix}") from None
-        except json.JSONDecodeError as e:
-            raise ModelError(f"{path}:{e.lineno}: not valid JSON ({e.msg}); {fix}") from None
-        except OSError as e:
-            raise ModelError(f"{path}: cannot be read ({e.strerror}); check its permissions") from None
+        data = read_json(path, ModelError, limit=MAX_JSON_BYTES, what="a manifest", fix=fix)
         return cls.from_dict(data, where=str(path), fix=fix)
 
     @classmethod
@@ -117,6 +113,14 @@ class Manifest:
             raise bad("triggers", "an object mapping each trigger to its adapter directory")
         if any(g.trigger not in triggers for g in glyphs):
             raise bad("glyphs", "glyphs whose triggers are all listed under triggers")
+        for t, where_to in triggers.items():
+            try:
+                validate_slug("trigger", t)
+            except GlyphError:
+                raise bad("triggers", "keyed by trigger names (slugs such as 'initiation')") \
+                    from None
+            if not _inside(where_to):
+                raise bad(f"triggers.{t}", "a directory inside the run (relative, no '..')")
         base = _record(data.get("base"), BaseInfo, "base", bad)
         if base.family:
             try:
@@ -131,6 +135,8 @@ class Manifest:
                 if not isinstance(data[key], typ):
                     raise bad(key, f"a JSON {'string' if typ is str else 'object'}")
                 kw[key] = data[key]
+        if not _inside(kw.get("tokenizer", "tokenizer")):
+            raise bad("tokenizer", "a directory inside the run (relative, no '..')")
         regs = data.get("registers", [])
         if not isinstance(regs, list) or not all(isinstance(r, str) for r in regs):
             raise bad("registers", "a list of register names")
@@ -138,6 +144,12 @@ class Manifest:
 
 
 _JSON_TYPES = {"str": str, "int": int, "bool": bool}
+
+
+def _inside(rel: str) -> bool:
+    """A path that stays inside the run directory: relative, without '..'."""
+    p = Path(rel)
+    return bool(rel) and "\0" not in rel and not p.is_absolute() and ".." not in p.parts
 
 
 def _record(item: Any, cls, key: str, bad):

@@ -25,12 +25,14 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..corpus import scenes
-from ..errors import ConfigError
+from ..errors import ConfigError, GlyphError
+from ..limits import MAX_TEXT_FILE_BYTES
+from ..readers import parse_json, read_text
+from ..vocab.unicode import check_unicode
 
 DEFAULT_LEVEL = "meso"
 DEFAULT_LANG = "en"
@@ -66,7 +68,7 @@ def plan(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
     gm.check_register(register)
     if level is not None and level not in scenes.LEVELS:
         raise ConfigError(f"unknown level {level!r}; use one of {', '.join(scenes.LEVELS)}")
-    if lang is not None and not scenes.LANG_RE.match(lang):
+    if lang is not None and not scenes.LANG_RE.fullmatch(lang):
         raise ConfigError(f"--lang {lang!r} must be a two-letter code such as en or ru")
     if k < 0:
         raise ConfigError("--k must be >= 0")
@@ -108,27 +110,26 @@ def read_batch(path: Path | str) -> list[str]:
     """Prompts for ``glyph expand --batch``: one per line (blank lines skipped), or JSONL
     objects with a ``prompt`` field; ``\\n`` inside a plain line stands for a newline."""
     path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--batch {path} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}:1: not UTF-8 text ({e.reason})") from None
+    raw = read_text(path, ConfigError, limit=MAX_TEXT_FILE_BYTES, what="a prompts file",
+                    missing=f"--batch {path} does not exist")
     out = []
-    for n, line in enumerate(raw.splitlines(), 1):
+    for n, line in enumerate(raw.split("\n"), 1):  # "\n" only: U+2028 may be in a prompt
+        line = line.rstrip("\r")
         if not line.strip():
             continue
         if line.lstrip().startswith("{"):
-            try:
-                prompt = json.loads(line)["prompt"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ConfigError(f"{path}:{n}: expected a JSON object with a \"prompt\" "
-                                  "field") from None
+            obj = parse_json(line, str(path), ConfigError, first_line=n,
+                             fix='write a JSON object with a "prompt" field')
+            prompt = obj.get("prompt") if isinstance(obj, dict) else None
             if not isinstance(prompt, str) or not prompt.strip():
-                raise ConfigError(f"{path}:{n}: \"prompt\" must be non-empty text")
-            out.append(prompt)
+                raise ConfigError(f"{path}:{n}: expected a JSON object with a non-empty "
+                                  "\"prompt\" text field")
         else:
-            out.append(line.replace("\\n", "\n"))
+            prompt = line.replace("\\n", "\n")
+        try:
+            out.append(check_unicode("the prompt", prompt))
+        except GlyphError as e:
+            raise ConfigError(f"{path}:{n}: {e}") from None
     if not out:
         raise ConfigError(f"{path} holds no prompts; write one per line")
     return out

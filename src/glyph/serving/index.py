@@ -32,12 +32,32 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError, NotFound, ModelError
-from ..files import publishing
+from ..files import publishing, read_json
+from ..limits import MAX_INDEX_META_BYTES
 from .faiss_index import IVF_NPROBE, index_kind, make_faiss_index
 from .vectors import (DEFAULT_GLYPH_VECTORS, DEFAULT_SCENE_VECTORS, GLYPH_VECTORS,
                       SCENE_VECTORS, Encoder, glyph_key, glyph_vectors, scene_vectors, unit)
 
 INDEX_FORMAT = 2            # 2: style-centred scene vectors
+_META_KEYS = {"id", "glyphs", "register", "level", "tier", "lang", "split", "text"}
+
+
+def _read_binaries(d: Path, rebuild: str):
+    """``scenes.faiss`` and ``vectors.safetensors``; a corrupt file is a ModelError."""
+    import faiss
+    from safetensors.numpy import load_file
+
+    out = []
+    for name, read in (("scenes.faiss", faiss.read_index), ("vectors.safetensors", load_file)):
+        f = d / name
+        if not f.is_file():
+            raise ModelError(f"{d}: {name} is missing; {rebuild}")
+        try:
+            out.append(read(str(f)))
+        except Exception as e:  # noqa: BLE001 - FAISS/safetensors raise RuntimeError & co.
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+            raise ModelError(f"{f}: cannot be read ({first}); {rebuild}") from None
+    return out
 
 
 @dataclass
@@ -74,20 +94,30 @@ class SceneIndex:
 
     @classmethod
     def load(cls, run: Path | str) -> "SceneIndex":
-        import faiss
-        from safetensors.numpy import load_file
-
+        """Read ``RUN/index/``; a damaged or foreign index is one :class:`ModelError` line."""
         d = cls.directory(run)
         if not cls.exists(run):
             raise NotFound(f"run {run} has no scene index; build it with `glyph index build {run}`")
-        meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("version") != INDEX_FORMAT:
-            raise ModelError(f"{d} was written by another glyph version; rebuild it with "
-                             f"`glyph index build {run}`")
-        index = faiss.read_index(str(d / "scenes.faiss"))
+        rebuild = f"rebuild it with `glyph index build {run}`"
+        meta = read_json(d / "meta.json", ModelError, limit=MAX_INDEX_META_BYTES,
+                         what="an index", fix=rebuild)
+        if not isinstance(meta, dict) or meta.get("version") != INDEX_FORMAT:
+            raise ModelError(f"{d} was written by another glyph version; {rebuild}")
+        index, vectors = _read_binaries(d, rebuild)
+        info, scenes = meta.get("info"), meta.get("scenes")
+        if (not isinstance(info, dict) or not isinstance(scenes, list)
+                or not all(isinstance(m, dict) and _META_KEYS <= set(m) for m in scenes)):
+            raise ModelError(f"{d / 'meta.json'}: not the shape glyph writes; {rebuild}")
+        if index.ntotal != len(scenes) or any(
+                getattr(v, "ndim", 0) != 1 or v.shape[0] != index.d for v in vectors.values()):
+            raise ModelError(f"{d}: scenes.faiss, meta.json and vectors.safetensors do not "
+                             f"agree (different builds?); {rebuild}")
+        import faiss
+
         if isinstance(index, faiss.IndexIVF):
-            index.nprobe = meta["info"].get("nprobe", IVF_NPROBE)
-        return cls(index, meta["scenes"], load_file(str(d / "vectors.safetensors")), meta["info"])
+            nprobe = info.get("nprobe")
+            index.nprobe = nprobe if isinstance(nprobe, int) and nprobe > 0 else IVF_NPROBE
+        return cls(index, scenes, vectors, info)
 
     def save(self, run: Path | str) -> Path:
         """Write ``RUN/index/`` atomically (a temp dir renamed into place)."""

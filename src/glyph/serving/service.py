@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from ..errors import NotFound
 from ..run import Run
+from ..vocab.unicode import check_unicode
 from .index import SceneIndex, build
 from .routing import Generation, GlyphModel
 from .vector_cache import cached_encoder
@@ -69,6 +70,8 @@ class GlyphService:
     # ------------------------------------------------------------ generation
     def generate(self, texts: Sequence[str], **gen) -> list[Generation]:
         """Continue each text with the adapters of its glyphs (see :meth:`GlyphModel.generate`)."""
+        for t in texts:
+            check_unicode("a prompt", t)
         return self.model.generate(texts, **gen)
 
     def expand(self, glyph: str, *, register: str = "poetry", level: str | None = None,
@@ -88,6 +91,7 @@ class GlyphService:
                 lang: str | None = None, k: int = 3, **gen):
         """A glyph (or its name) is expanded; any other text is continued with its glyphs'
         adapters. Returns an :class:`~glyph.serving.expand.Expansion` or a :class:`Generation`."""
+        check_unicode("the prompt", prompt)
         if self.model.is_glyph(prompt):
             return self.expand(prompt, register=register, level=level, lang=lang, k=k, **gen)
         return self.generate([prompt], **gen)[0]

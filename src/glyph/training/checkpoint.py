@@ -11,9 +11,11 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 
 from ..errors import TrainingError
-from ..files import atomic_write, publishing
+from ..files import atomic_write, publishing, read_json
+from ..limits import MAX_JSON_BYTES
 
 KEEP = 2
 
@@ -27,7 +29,11 @@ def trainable(peft_model) -> dict:
 def latest(run) -> str:
     """The newest checkpoint's name, or ``none``."""
     f = run.checkpoints / "latest"
-    return f.read_text().strip() if f.exists() else "none"
+    try:
+        return f.read_text(encoding="utf-8", errors="replace")[:100].strip() if f.exists() \
+            else "none"
+    except OSError:
+        return "none?"
 
 
 def save(run, step: int, peft_model, opt, loss_log: list):
@@ -69,8 +75,22 @@ def restore(run, peft_model, opt, sched) -> tuple[int, list]:
     if name == "none":
         return 0, []
     d = run.checkpoints / name
+    damaged = "; the checkpoint is damaged: start again with --overwrite"
+    if not re.fullmatch(r"step-\d{6,}", name) or not d.is_dir():
+        raise TrainingError(f"{run.checkpoints / 'latest'} names no checkpoint ({name[:40]!r})"
+                            + damaged)
     params = trainable(peft_model)
-    saved = load_file(str(d / "params.safetensors"))
+    try:
+        saved = load_file(str(d / "params.safetensors"))
+        moments = load_file(str(d / "optimizer.safetensors"))
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own errors
+        raise TrainingError(f"{d}: cannot read its weights ({type(e).__name__})" + damaged) \
+            from None
+    state = read_json(d / "state.json", TrainingError, limit=MAX_JSON_BYTES, what="a checkpoint",
+                      fix="start again with --overwrite")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int) \
+            or not isinstance(state.get("loss_log"), list):
+        raise TrainingError(f"{d / 'state.json'}: not a glyph checkpoint state" + damaged)
     missing = set(params) ^ set(saved)
     if missing:
         raise TrainingError(f"checkpoint {d} does not match this model ({sorted(missing)[:3]} …); "
@@ -78,13 +98,11 @@ def restore(run, peft_model, opt, sched) -> tuple[int, list]:
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(saved[n])
-    moments = load_file(str(d / "optimizer.safetensors"))
     moments.pop("__torch_rng__", None)  # written by glyph < 0.2; nothing in a step draws from it
     for n, p in params.items():
         st = {k.split("::", 1)[1]: v for k, v in moments.items() if k.split("::", 1)[0] == n}
         if st:
             opt.state[p] = st
-    state = json.loads((d / "state.json").read_text())
     step = state["step"]
     sched.last_epoch = step
     lrs = [base * lam(step) for base, lam in zip(sched.base_lrs, sched.lr_lambdas)]

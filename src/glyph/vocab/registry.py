@@ -25,127 +25,20 @@ Example::
 """
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
-import yaml
-
 from .. import paths
-from ..errors import GlyphError, NotFound, RegistryCorrupt, RegistryError
-from ..files import atomic_write, load_yaml, locked
+from ..display import shown
+from ..errors import GlyphError, RegistryCorrupt, RegistryError
+from ..files import atomic_write, load_yaml, locked, read_text
+from ..limits import MAX_ADDED_GLYPH_IDS, MAX_REGISTRY_BYTES
 from .family import DEFAULT_FAMILY, FAMILIES, BaseFamily, family as get_family
-from .unicode import canonical_text, describe, validate_line, validate_slug, validate_symbol
-
-FORMAT_VERSION = 1
-STATUSES = ("active", "retired")
-UNICODE_EXCEPTIONS = ("private-use", "nonsymbol")
-DEFAULT_REGISTERS = {
-    "poetry": "images, rhythm and line breaks; feeling compressed into few words",
-    "logic": "premises, steps and a conclusion; precise, sequential, checkable",
-    "interface": "the language of software and systems; states, actions, signals",
-    "body": "somatic language; breath, posture, sensation, movement",
-}
-_GLYPH_KEYS = ("symbol", "id", "name", "meaning", "archetype", "registers", "scenes",
-               "trigger", "status", "unicode_exceptions")
-_REQUIRED = ("symbol", "id", "name", "meaning", "trigger", "status")
-HEADER = (
-    "# glyph registry. Written by `glyph add` / `glyph remove` (atomically, under a lock);\n"
-    "# hand edits are fine: every load validates the file and reports errors as file:line.\n"
-    "# Ids are assigned once and never reused; a removed glyph is kept as `status: retired`.\n"
-)
-
-
-@dataclass(frozen=True)
-class Glyph:
-    """One registered glyph. ``kind`` is ``added`` (new token) or ``claimed`` (existing),
-    decided by the registry's base family when the glyph is read or added."""
-
-    symbol: str
-    id: int
-    name: str
-    meaning: str
-    trigger: str
-    archetype: str = ""
-    registers: tuple[str, ...] = ()
-    scenes: tuple[str, ...] = ()
-    status: str = "active"
-    unicode_exceptions: tuple[str, ...] = ()
-    kind: str = field(default="added", compare=False)
-    line: int = field(default=0, compare=False, repr=False)
-
-    @property
-    def active(self) -> bool:
-        return self.status == "active"
-
-    def to_dict(self) -> dict:
-        d = {
-            "symbol": self.symbol, "id": self.id, "name": self.name, "meaning": self.meaning,
-            "archetype": self.archetype, "registers": list(self.registers),
-            "scenes": list(self.scenes), "trigger": self.trigger, "status": self.status,
-        }
-        if self.unicode_exceptions:
-            d["unicode_exceptions"] = list(self.unicode_exceptions)
-        return d
-
-
-@dataclass
-class Registry:
-    """The parsed, validated registry. Look glyphs up with :meth:`get`."""
-
-    path: Path
-    next_id: int = 0  # 0: the family's first glyph id
-    registers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_REGISTERS))
-    glyphs: list[Glyph] = field(default_factory=list)
-    version: int = FORMAT_VERSION
-    family_name: str = DEFAULT_FAMILY
-
-    def __post_init__(self) -> None:
-        if not self.next_id:
-            self.next_id = self.family.first_glyph_id
-
-    @property
-    def family(self) -> BaseFamily:
-        """The base family whose ids this registry hands out."""
-        return get_family(self.family_name)
-
-    def active(self) -> list[Glyph]:
-        return [g for g in self.glyphs if g.active]
-
-    def symbols(self) -> frozenset[str]:
-        return frozenset(g.symbol for g in self.active())
-
-    def triggers(self) -> list[str]:
-        return sorted({g.trigger for g in self.active()})
-
-    def find(self, key: str) -> Glyph | None:
-        """A glyph by symbol (any presentation form) or by name, or None."""
-        sym = canonical_text(key.strip(), {key.strip()[:1]}) if key.strip() else key
-        for g in self.glyphs:
-            if g.symbol == sym or g.name == key:
-                return g
-        return None
-
-    def get(self, key: str) -> Glyph:
-        g = self.find(key)
-        if g is None:
-            raise NotFound(f"no glyph {key!r} in {self.path}; `glyph list` shows the registered ones")
-        return g
-
-    def fingerprint(self) -> str:
-        """sha256 over (id, symbol, status) of every glyph: what a trained model depends on."""
-        rows = sorted((g.id, g.symbol, g.status) for g in self.glyphs)
-        return hashlib.sha256(repr(rows).encode("utf-8")).hexdigest()[:16]
-
-    def to_yaml(self) -> str:
-        body = {
-            "version": self.version, "family": self.family_name, "next_id": self.next_id,
-            "registers": dict(self.registers),
-            "glyphs": [g.to_dict() for g in self.glyphs],
-        }
-        return HEADER + yaml.safe_dump(body, allow_unicode=True, sort_keys=False, width=100)
+from .glyphs import (DEFAULT_REGISTERS, FORMAT_VERSION, GLYPH_KEYS, HEADER,  # noqa: F401
+                     REQUIRED_KEYS, STATUSES, UNICODE_EXCEPTIONS, Glyph, Registry)
+from .unicode import describe, validate_line, validate_scene_id, validate_slug, validate_symbol
 
 
 # ---------------------------------------------------------------- parsing
@@ -166,23 +59,13 @@ def parse(text: str, path: Path) -> Registry:
                   f"{FORMAT_VERSION}); upgrade glyph or fix the version key")
     unknown = set(data) - {"version", "family", "next_id", "registers", "glyphs"}
     if unknown:
-        raise bad(top, f"unknown top-level key(s) {sorted(unknown)}; remove them")
+        raise bad(top, f"unknown top-level key(s) {sorted(map(shown, unknown))}; remove them")
     family_name = data.get("family", DEFAULT_FAMILY)
-    if family_name not in FAMILIES:
-        raise bad(top, f"family {family_name!r} is not one glyph knows "
+    if not isinstance(family_name, str) or family_name not in FAMILIES:
+        raise bad(top, f"family {shown(family_name)} is not one glyph knows "
                   f"({', '.join(sorted(FAMILIES))}); fix the family key")
     fam = get_family(family_name)
-    registers = data.get("registers") or {}
-    if not isinstance(registers, dict):
-        raise bad(top, "registers must map a register name to its description")
-    registers.pop("__line__", None)
-    for r, desc in registers.items():
-        try:
-            validate_slug("register", r)
-        except GlyphError as e:
-            raise bad(top, str(e)) from None
-        if not isinstance(desc, str) or not desc.strip():
-            raise bad(top, f"register {r!r} needs a one-line description")
+    registers = _parse_registers(data.get("registers") or {}, top, bad)
     items = data.get("glyphs") or []
     if not isinstance(items, list):
         raise bad(top, "glyphs must be a list")
@@ -190,7 +73,7 @@ def parse(text: str, path: Path) -> Registry:
     seen: dict[str, dict[object, int]] = {"symbol": {}, "name": {}, "id": {}}
     for item in items:
         if not isinstance(item, dict):
-            raise bad(top, f"each glyph must be a mapping, got {item!r}")
+            raise bad(top, f"each glyph must be a mapping, got {shown(item)}")
         line = item.pop("__line__", top)
         g = _parse_glyph(item, line, registers, bad, fam)
         for key in ("symbol", "name", "id"):
@@ -202,8 +85,10 @@ def parse(text: str, path: Path) -> Registry:
         glyphs.append(g)
     added_ids = [g.id for g in glyphs if g.kind == "added"]
     next_id = data.get("next_id", max(added_ids, default=fam.first_glyph_id - 1) + 1)
-    if not isinstance(next_id, int) or isinstance(next_id, bool) or next_id < fam.first_glyph_id:
-        raise bad(top, f"next_id must be an integer >= {fam.first_glyph_id}")
+    if (not isinstance(next_id, int) or isinstance(next_id, bool)
+            or not fam.first_glyph_id <= next_id <= _id_limit(fam)):
+        raise bad(top, f"next_id must be an integer from {fam.first_glyph_id} to "
+                  f"{_id_limit(fam)}, not {shown(next_id)}")
     if added_ids and max(added_ids) >= next_id:
         raise bad(top, f"next_id {next_id} is not above the largest glyph id {max(added_ids)}; "
                   f"set it to {max(added_ids) + 1}")
@@ -211,19 +96,48 @@ def parse(text: str, path: Path) -> Registry:
                     family_name=family_name)
 
 
+def _id_limit(fam: BaseFamily) -> int:
+    """The largest id glyph hands out (each added id is one slot of the tokenizer)."""
+    return fam.first_glyph_id + MAX_ADDED_GLYPH_IDS - 1
+
+
+def _parse_registers(registers, top: int, bad) -> dict[str, str]:
+    if not isinstance(registers, dict):
+        raise bad(top, "registers must map a register name to its description")
+    line = registers.pop("__line__", top)
+    for r, desc in registers.items():
+        try:
+            validate_slug("register", r)
+            validate_line(f"the description of register {r!r}", desc)
+        except GlyphError as e:
+            raise bad(line, str(e)) from None
+    return registers
+
+
+def _list_of_text(item: dict, key: str, line: int, bad) -> list:
+    value = item.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise bad(line, f"{key} must be a list of names, not {shown(value)}")
+    return value
+
+
 def _parse_glyph(item: dict, line: int, registers: dict, bad, fam: BaseFamily) -> Glyph:
-    unknown = set(item) - set(_GLYPH_KEYS)
+    unknown = set(item) - set(GLYPH_KEYS)
     if unknown:
-        raise bad(line, f"unknown glyph key(s) {sorted(unknown)}; known: {', '.join(_GLYPH_KEYS)}")
-    missing = [k for k in _REQUIRED if item.get(k) in (None, "")]
+        raise bad(line, f"unknown glyph key(s) {sorted(map(shown, unknown))}; known: "
+                  f"{', '.join(GLYPH_KEYS)}")
+    missing = [k for k in REQUIRED_KEYS if item.get(k) in (None, "")]
     if missing:
         raise bad(line, f"glyph is missing {', '.join(missing)}")
-    exceptions = tuple(item.get("unicode_exceptions") or ())
+    exceptions = tuple(_list_of_text(item, "unicode_exceptions", line, bad))
     for x in exceptions:
         if x not in UNICODE_EXCEPTIONS:
-            raise bad(line, f"unknown unicode_exceptions entry {x!r}; use {UNICODE_EXCEPTIONS}")
+            raise bad(line, f"unknown unicode_exceptions entry {shown(x)}; use "
+                      f"{UNICODE_EXCEPTIONS}")
+    if not isinstance(item["symbol"], str):
+        raise bad(line, f"symbol must be text, not {shown(item['symbol'])}; quote it")
     try:
-        sym = validate_symbol(str(item["symbol"]), allow_private_use="private-use" in exceptions,
+        sym = validate_symbol(item["symbol"], allow_private_use="private-use" in exceptions,
                               allow_nonsymbol="nonsymbol" in exceptions).symbol
         if sym != item["symbol"]:
             raise GlyphError(f"symbol must be stored without presentation selectors: write {sym}")
@@ -234,8 +148,8 @@ def _parse_glyph(item: dict, line: int, registers: dict, bad, fam: BaseFamily) -
     except GlyphError as e:
         raise bad(line, str(e)) from None
     gid = item["id"]
-    if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
-        raise bad(line, f"id must be a non-negative integer, got {gid!r}")
+    if not isinstance(gid, int) or isinstance(gid, bool) or not 0 <= gid <= _id_limit(fam):
+        raise bad(line, f"id must be an integer from 0 to {_id_limit(fam)}, not {shown(gid)}")
     if gid in fam.reserved_ids:
         r = fam.reserved_ids
         raise bad(line, f"id {gid} is one of {fam.added_label} ({r.start}..{r.stop - 1}); "
@@ -245,15 +159,18 @@ def _parse_glyph(item: dict, line: int, registers: dict, bad, fam: BaseFamily) -
         raise bad(line, f"id {gid} is below {fam.base_vocab_size} (a claimed {fam.display} "
                   f"token) but {sym} is not {fam.display} token {gid}; use an id >= "
                   f"{fam.first_glyph_id}")
-    regs = item.get("registers") or []
-    if not isinstance(regs, list) or any(r not in registers for r in regs):
-        raise bad(line, f"registers {regs!r} must be a list of declared registers "
+    regs = _list_of_text(item, "registers", line, bad)
+    if any(r not in registers for r in regs):
+        raise bad(line, f"registers {shown(regs)} must be declared registers "
                   f"({', '.join(registers)}); declare new ones under `registers:`")
-    scenes = item.get("scenes") or []
-    if not isinstance(scenes, list) or not all(isinstance(s, str) for s in scenes):
-        raise bad(line, "scenes must be a list of scene ids")
+    scenes = _list_of_text(item, "scenes", line, bad)
+    try:
+        for sid in scenes:
+            validate_scene_id(sid)
+    except GlyphError as e:
+        raise bad(line, str(e)) from None
     if item["status"] not in STATUSES:
-        raise bad(line, f"status {item['status']!r} must be one of {STATUSES}")
+        raise bad(line, f"status {shown(item['status'])} must be one of {STATUSES}")
     try:
         meaning = validate_line("meaning", item["meaning"])
     except GlyphError as e:
@@ -268,12 +185,9 @@ def _parse_glyph(item: dict, line: int, registers: dict, bad, fam: BaseFamily) -
 def load(path: Path | str | None = None) -> Registry:
     """Load and validate the registry (``GLYPH_REGISTRY`` or the project's file)."""
     p = Path(path) if path else paths.registry_path()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RegistryError(f"{p} does not exist; run `glyph init` or set GLYPH_REGISTRY") from None
-    except UnicodeDecodeError as e:
-        raise RegistryCorrupt(f"{p}:1: not UTF-8 text ({e.reason}); fix the file by hand") from None
+    if not p.exists() and not p.is_symlink():
+        raise RegistryError(f"{p} does not exist; run `glyph init` or set GLYPH_REGISTRY")
+    text = read_text(p, RegistryCorrupt, limit=MAX_REGISTRY_BYTES, what="a registry")
     return parse(text, p)
 
 
@@ -301,7 +215,13 @@ def editing(path: Path | str | None = None) -> Iterator[Registry]:
         reg = load(p)
         yield reg
         text = reg.to_yaml()
-        parse(text, p)  # never write what we could not read back
+        try:
+            parse(text, p)  # never write what we could not read back
+        except RegistryCorrupt as e:
+            reason = str(e).split(": ", 1)[-1]
+            raise RegistryError(f"refusing to write {p}: the change would give a registry glyph "
+                                f"cannot read back ({reason}); nothing was written — please "
+                                "report this as a glyph bug") from None
         atomic_write(p, text)
 
 
@@ -341,6 +261,8 @@ def add(
     if archetype:
         validate_slug("archetype", archetype)
     meaning = validate_line("meaning", meaning)
+    for sid in scenes:
+        validate_scene_id(sid)
     exceptions = tuple(x for x, on in (("private-use", allow_private_use),
                                        ("nonsymbol", allow_nonsymbol)) if on)
     with editing(path) as reg:

@@ -17,17 +17,19 @@ Example::
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple
 
 from .. import paths
-from ..errors import TokenizerError
+from ..errors import GlyphError, TokenizerError
 from ..files import cached, publishing
 from .family import BaseFamily, family as get_family
 from .qwen import from_byte_level
 from .sources import (added_token, append_at, base_tokenizer_dir, filler_ids, load, load_base,
                       write_tokenizer_dir)
+from .unicode import check_unicode
 
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
@@ -58,12 +60,37 @@ class BuildReport:
     reserved: list[int] = field(default_factory=list)
 
 
+# what build_glyph_tokenizer writes (older builds did not list their files in glyph_tokens.json)
+_OWN_FILES = frozenset({"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                        "glyph_tokens.json"})
+
+
 def _refuse_foreign_out(out: Path) -> None:
-    if out.is_file():
-        raise TokenizerError(f"{out} is a file; choose an empty --out directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / "glyph_tokens.json").is_file():
+    """Refuse an ``--out`` glyph would clobber: a file, or a directory with files glyph did
+    not write (a rebuild replaces the whole directory)."""
+    try:
+        if out.is_file():
+            raise TokenizerError(f"{out} is a file; choose an empty --out directory")
+        if not out.is_dir():
+            return
+        names = {p.name for p in out.iterdir()}
+    except OSError as e:
+        raise TokenizerError(f"cannot use --out {out}: {e.strerror or e}") from None
+    if not names:
+        return
+    if "glyph_tokens.json" not in names:
         raise TokenizerError(f"{out} holds other files; choose an empty --out (glyph only "
                              "replaces directories it wrote itself)")
+    try:
+        meta = json.loads((out / "glyph_tokens.json").read_text(encoding="utf-8"))
+        own = set(meta["files"]) if isinstance(meta.get("files"), list) else set(_OWN_FILES)
+    except (OSError, ValueError, TypeError, AttributeError):
+        own = set(_OWN_FILES)
+    extra = sorted(names - own)
+    if extra:
+        listed = ", ".join(extra[:3]) + (f" and {len(extra) - 3} more" if len(extra) > 3 else "")
+        raise TokenizerError(f"{out} holds files glyph did not write ({listed}); a rebuild "
+                             "replaces the whole directory: move them out or choose another --out")
 
 
 def _check_ids(active: list, fam: BaseFamily) -> None:
@@ -186,7 +213,10 @@ def build_glyph_tokenizer(glyphs: Iterable[Any], out: Path | str, base: str | No
             "reserved": report.reserved}
     _refuse_foreign_out(out)  # again: it may have changed while the base was loading
     with publishing(out) as tmp:
-        write_tokenizer_dir(tmp, tok, config, extra={"glyph_tokens.json": meta})
+        write_tokenizer_dir(tmp, tok, config)
+        meta["files"] = sorted([p.name for p in tmp.iterdir()] + ["glyph_tokens.json"])
+        (tmp / "glyph_tokens.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2)
+                                               + "\n", encoding="utf-8")
     return report
 
 
@@ -229,6 +259,10 @@ def tokenize(text: str, tok: "tokenizers.Tokenizer") -> list[tuple[int, str]]:
         >>> tokenize("⟁ x", load(project_tokenizer()))        # doctest: +SKIP
         [(151669, '⟁'), (856, ' x')]
     """
+    try:
+        check_unicode("the text", text)
+    except GlyphError as e:
+        raise TokenizerError(str(e)) from None
     added = {tid: at.content for tid, at in tok.get_added_tokens_decoder().items()}
     pieces = []
     for tid in tok.encode(text, add_special_tokens=False).ids:

@@ -4,17 +4,21 @@ A glyph must be something a person perceives as *one symbol* and that cannot be 
 with ordinary text. The rules, in the order they are checked (the first failure is reported,
 on one line, naming the code points):
 
-1. not empty, no surrogate code points;
+1. not empty, at most ``MAX_SYMBOL_CODEPOINTS`` code points, no surrogate code points;
 2. variation selectors: a single trailing VS15/VS16 (text/emoji presentation, e.g. ``🜂`` +
    U+FE0F) is *not part of the glyph's identity*: it is dropped and the user is told; inside
-   an emoji ZWJ sequence they are kept, as that sequence needs them. Other variation
-   selectors (VS1–VS14, VS17–VS256) are rejected;
+   an emoji ZWJ sequence they are kept right after a pictograph, as that sequence needs
+   them. A second selector, and other variation selectors (VS1–VS14, VS17–VS256), are
+   rejected;
 3. NFC: the symbol must already be in NFC (Qwen's tokenizer normalises text to NFC, so a
    non-NFC glyph could never match); the error names the NFC form to use instead;
 4. exactly one extended grapheme cluster (UAX #29, via ``regex``'s ``\\X``);
 5. no control, format, whitespace, unassigned, surrogate, noncharacter or bidi-control code
    point (a ZWJ is allowed only *between* two pictographs: an emoji ZWJ sequence, which
    then matches only as the whole sequence); private-use only with ``allow_private_use``;
+   nothing invisible: no default-ignorable code point (U+034F COMBINING GRAPHEME JOINER,
+   U+180B, U+17B4, U+3164 …: ``⟁`` + U+034F would look exactly like ``⟁``) and no symbol
+   that renders as blank space (U+2800 BRAILLE PATTERN BLANK);
 6. the first code point must not be a combining mark (a lone mark has no base), and must be
    a symbol (category Sm or So) at U+0100 or above. ASCII is always refused (it would break
    ordinary text, markup and code); letters, digits, punctuation, currency and modifier
@@ -35,7 +39,10 @@ from dataclasses import dataclass, field
 
 import unicodedata2 as ud
 
+from ..display import BIDI_FORMATTING, shown
 from ..errors import GlyphError, UnicodeRejected
+from ..limits import (MAX_LINE_CHARS, MAX_SCENE_CHARS, MAX_SCENE_ID_CHARS,
+                      MAX_SYMBOL_CODEPOINTS)
 
 ZWJ = "\u200d"
 VS15, VS16 = "\ufe0e", "\ufe0f"
@@ -43,6 +50,14 @@ BIDI_CONTROLS = {"LRE", "RLE", "PDF", "LRO", "RLO", "LRI", "RLI", "FSI", "PDI"}
 BIDI_MARKS = {0x200E, 0x200F, 0x061C}  # LRM, RLM, ALM: format characters with bidi effect
 EMOJI_MODIFIERS = range(0x1F3FB, 0x1F400)
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+BLANK_SYMBOLS = {0x2800: "renders as blank space"}  # So, yet nothing visible
+
+
+def _default_ignorable(ch: str) -> bool:
+    """Unicode's Default_Ignorable_Code_Point: drawn as nothing when not supported."""
+    import regex
+
+    return regex.match(r"\p{Default_Ignorable_Code_Point}", ch) is not None
 
 
 def _is_variation_selector(cp: int) -> bool:
@@ -81,8 +96,13 @@ class ValidatedSymbol:
 
 
 def _reject(symbol: str, reason: str) -> UnicodeRejected:
-    shown = symbol if symbol.isprintable() and symbol.strip() else repr(symbol)
-    return UnicodeRejected(f"cannot register {shown} ({describe(symbol)}): {reason}")
+    head = symbol if len(symbol) <= MAX_SYMBOL_CODEPOINTS + 1 else symbol[:3]
+    quoted = head if head.isprintable() and head.strip() else shown(head)
+    names = describe(head)
+    if len(symbol) > len(head):
+        quoted += "…"
+        names += f", … ({len(symbol) - len(head):,} more)"
+    return UnicodeRejected(f"cannot register {quoted} ({names}): {reason}")
 
 
 def _is_pictograph(ch: str) -> bool:
@@ -118,6 +138,14 @@ def _check_code_point(symbol: str, i: int, allow_private_use: bool) -> None:
         if not between_pictographs:
             raise _reject(symbol, f"{_label(cp)} is an invisible format character; "
                           "choose a visible symbol")
+        return
+    if ch in (VS15, VS16):
+        return  # placement checked in _check_selectors
+    if _default_ignorable(ch) or cp in BLANK_SYMBOLS:
+        why = BLANK_SYMBOLS.get(cp, "is invisible (default-ignorable)")
+        raise _reject(symbol, f"{_label(cp)} {why}: it would look exactly like "
+                      f"{'nothing' if len(symbol) == 1 else 'the symbol without it'}; "
+                      "choose a visible symbol")
 
 
 def _check_base(symbol: str, allow_nonsymbol: bool) -> None:
@@ -143,6 +171,24 @@ def _check_base(symbol: str, allow_nonsymbol: bool) -> None:
                       "--allow-nonsymbol")
 
 
+def _check_selectors(symbol: str) -> None:
+    """Rule 2 after the trailing selector is gone: VS15/VS16 only right after a pictograph of
+    a ZWJ sequence; every other variation selector refused, naming its code point."""
+    for i, ch in enumerate(symbol):
+        cp = ord(ch)
+        if not _is_variation_selector(cp):
+            continue
+        if ch not in (VS15, VS16):
+            raise _reject(symbol, f"{_label(cp)} selects a standardized variant, which glyph "
+                          "does not support; register the base symbol alone")
+        if ZWJ not in symbol or i == 0 or not _is_pictograph(symbol[i - 1]):
+            raise _reject(symbol, f"{_label(cp)} at position {i + 1} is a second or misplaced "
+                          "presentation selector; write at most one, right after the symbol")
+    if len(symbol) > MAX_SYMBOL_CODEPOINTS:
+        raise _reject(symbol, f"is {len(symbol)} code points; a glyph has at most "
+                      f"{MAX_SYMBOL_CODEPOINTS}")
+
+
 def validate_symbol(
     symbol: str, *, allow_private_use: bool = False, allow_nonsymbol: bool = False
 ) -> ValidatedSymbol:
@@ -154,6 +200,9 @@ def validate_symbol(
 
     if not isinstance(symbol, str) or symbol == "":
         raise UnicodeRejected("empty symbol: pass one Unicode symbol such as ⟁")
+    if len(symbol) > MAX_SYMBOL_CODEPOINTS + 1:  # + 1: a presentation selector is dropped
+        raise _reject(symbol, f"is {len(symbol):,} code points; a glyph has at most "
+                      f"{MAX_SYMBOL_CODEPOINTS} (one symbol, or one emoji ZWJ sequence)")
     notes: list[str] = []
     for ch in symbol:
         if 0xD800 <= ord(ch) <= 0xDFFF:
@@ -166,11 +215,7 @@ def validate_symbol(
             f"text that writes it after the glyph is canonicalised by glyph"
         )
         symbol = symbol[:-1]
-    for ch in symbol:
-        cp = ord(ch)
-        if _is_variation_selector(cp) and ch not in (VS15, VS16):
-            raise _reject(symbol, f"{_label(cp)} selects a standardized variant, which glyph "
-                          "does not support; register the base symbol alone")
+    _check_selectors(symbol)
     # (3) NFC
     nfc = ud.normalize("NFC", symbol)
     if nfc != symbol:
@@ -196,39 +241,120 @@ def validate_slug(kind: str, value: str) -> str:
     >>> validate_slug("name", "ascent")
     'ascent'
     """
-    if not isinstance(value, str) or not SLUG_RE.match(value):
+    if not isinstance(value, str) or not SLUG_RE.fullmatch(value):
         raise GlyphError(
-            f"{kind} {value!r} is not a slug: use 1–32 lowercase ASCII letters, digits or '-', "
-            "starting with a letter (e.g. 'ascent')"
+            f"{kind} {shown(value)} is not a slug: use 1–32 lowercase ASCII letters, digits or "
+            "'-', starting with a letter (e.g. 'ascent')"
         )
     return value
 
 
 LINE_BREAKS = {"\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"}
+BIDI_OVERRIDES = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A)])  # reorder text
+
+
+def _bad_in_text(ch: str, *, marks: bool) -> str | None:
+    """Why ``ch`` may not be stored in a meaning or a scene text, or None."""
+    cp = ord(ch)
+    if 0xD800 <= cp <= 0xDFFF:
+        return "a lone surrogate (bytes that were not UTF-8?)"
+    if ud.category(ch) == "Cc":
+        return "a control character (a terminal would act on it)"
+    if cp in BIDI_OVERRIDES or (marks and cp in BIDI_FORMATTING):
+        return "a bidi control (it reorders the text around it)"
+    if _is_noncharacter(cp) or cp == 0xFEFF:
+        return "a noncharacter"
+    return None
 
 
 def validate_line(kind: str, text: str) -> str:
-    """Check one line of free text (a meaning): no line breaks, no control or bidi characters.
+    """Check one line of free text (a meaning): no line breaks, no control or bidi characters
+    (marks included), at most ``MAX_LINE_CHARS`` characters.
 
     YAML and terminals treat U+0085, U+2028 and U+2029 as line breaks, so they are refused
-    like ``\\n``. Returns the stripped text. Example::
+    like ``\\n``. Returns the stripped NFC text. Example::
 
         >>> validate_line("meaning", " heat → a step up ")
         'heat → a step up'
     """
-    if not isinstance(text, str) or not text.strip():
-        raise GlyphError(f"{kind} is empty; describe what the glyph carries, e.g. "
-                         f"--{kind} '(heat + fear + emptiness) → a step up'")
+    if not isinstance(text, str):
+        raise GlyphError(f"{kind} must be text, not {shown(text)}; quote it")
+    if not text.strip():
+        hint = ("describe what the glyph carries, e.g. --meaning '(heat + fear + emptiness) → "
+                "a step up'" if kind == "meaning" else "write one line")
+        raise GlyphError(f"{kind} is empty; {hint}")
     text = text.strip()
+    if len(text) > MAX_LINE_CHARS:
+        raise GlyphError(f"{kind} is {len(text):,} characters; keep it to one line of at most "
+                         f"{MAX_LINE_CHARS} (put longer text into scenes)")
     for ch in text:
-        cp = ord(ch)
         if ch in LINE_BREAKS:
-            raise GlyphError(f"{kind} must be one line but contains {_label(cp)}; put longer "
-                             "text into scenes")
-        if ud.category(ch) in ("Cc", "Cs") or ud.bidirectional(ch) in BIDI_CONTROLS:
-            raise GlyphError(f"{kind} contains {_label(cp)}, an invisible control character; "
-                             "remove it")
+            raise GlyphError(f"{kind} must be one line but contains {_label(ord(ch))}; put "
+                             "longer text into scenes")
+        why = _bad_in_text(ch, marks=True)
+        if why:
+            raise GlyphError(f"{kind} contains {_label(ord(ch))}, {why}; remove it")
     return ud.normalize("NFC", text)
+
+
+def validate_text(kind: str, text: str, limit: int = MAX_SCENE_CHARS) -> str:
+    """Check a multi-line text (a scene): at most ``limit`` characters; no control character
+    but newline and tab, no lone surrogate, no noncharacter, no bidi override or isolate
+    (bidi *marks* are fine: right-to-left languages need them). Line ends become ``\\n``;
+    returns the stripped text. Example::
+
+        >>> validate_text("text", "a\\r\\nb ")
+        'a\\nb'
+    """
+    if not isinstance(text, str):
+        raise GlyphError(f"{kind} must be text, not {shown(text)}")
+    if len(text) > limit:
+        raise GlyphError(f"{kind} is {len(text):,} characters, over the limit of {limit:,}; "
+                         "split it into several scenes")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise GlyphError(f"{kind} is empty")
+    for i, ch in enumerate(text):
+        if ch in "\n\t":
+            continue
+        why = _bad_in_text(ch, marks=False)
+        if why:
+            line = text.count("\n", 0, i) + 1
+            raise GlyphError(f"{kind} contains {_label(ord(ch))} on its line {line}, {why}; "
+                             "remove it")
+    return text
+
+
+def check_unicode(kind: str, text: str) -> str:
+    """``text`` if it is valid Unicode (no lone surrogate: what bytes that are not UTF-8
+    become on a command line), else one clear error. Example::
+
+        >>> check_unicode("TEXT", "⟁ x")
+        '⟁ x'
+    """
+    if not isinstance(text, str):
+        raise GlyphError(f"{kind} must be text, not {type(text).__name__}")
+    bad = next((i for i, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise GlyphError(f"{kind} is not valid Unicode at character {bad + 1} (U+"
+                         f"{ord(text[bad]):04X}, a lone surrogate: bytes that were not UTF-8?); "
+                         "pass UTF-8 text")
+    return text
+
+
+def validate_scene_id(value) -> str:
+    """A scene id: text of 1–``MAX_SCENE_ID_CHARS`` visible characters, no space or slash.
+
+    >>> validate_scene_id("Δ41")
+    'Δ41'
+    """
+    if not isinstance(value, str):
+        raise GlyphError(f"scene id {shown(value)} must be text such as Δ41 (quote it in YAML)")
+    if (not 1 <= len(value) <= MAX_SCENE_ID_CHARS or not value.isprintable()
+            or any(c.isspace() or c in "/\\" for c in value)):
+        raise GlyphError(f"scene id {shown(value)} must be 1–{MAX_SCENE_ID_CHARS} visible "
+                         "characters without spaces, slashes or control characters")
+    return value
 
 
 def canonical_text(text: str, glyph_symbols: "set[str] | frozenset[str]") -> str:
