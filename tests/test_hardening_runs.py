@@ -266,3 +266,25 @@ def test_resuming_a_damaged_run_is_one_line(crashed, tiny_base, damage, reason):
     with pytest.raises(TrainingError, match=reason):
         train(train_config(crashed, tiny_base, steps=8, save_every=2), resume=True,
               log=lambda m: None, progress=False)
+
+
+# ---------------------------------------------------------------- a setup that fails
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_failed_setup_leaves_no_run_directory_behind(project, tmp_path):
+    out = tmp_path / "new-run"
+    r = cli("train", "--base", str(tmp_path), "--steps", "1", "--out", str(out))
+    one_line_error(r, "not a model directory")
+    assert not out.exists()
+
+
+def test_overwrite_with_a_bad_base_keeps_the_old_run(run_copy, tmp_path):
+    before = _tree(run_copy)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00 truncated")
+    r = cli("train", "--base", str(bad), "--steps", "1", "--out", str(run_copy), "--overwrite")
+    one_line_error(r, "GGUF header")
+    assert _tree(run_copy) == before          # every file of the old run, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -155,6 +155,12 @@ def test_route_names_the_adapter_a_prompt_needs(project, tmp_path):
         rules.model_for("⟁ and 🫁")
     r = run("route", "x", "--export", str(tmp_path / "none"))
     assert r.exit_code == 1 and "glyph export" in r.output and r.output.count("\n") == 1
+    (tmp_path / "damaged").mkdir()
+    for content in ("[]", "{bad", '{"version": 1}', '{"version": 1, "model": "m", "glyphs": {"⟁": 3}}'):
+        (tmp_path / "damaged" / "routing.json").write_text(content, encoding="utf-8")
+        r = run("route", "⟁", "--export", str(tmp_path / "damaged"))
+        assert r.exit_code == 1 and r.output.startswith("error: ") and "export again" in r.output
+        assert r.output.count("\n") == 1 and "internal error" not in r.output, r.output
 
 
 def test_multi_lora_refuses_bad_requests(project, tmp_path):

@@ -247,9 +247,29 @@ class Run:
             if not overwrite:
                 raise TrainingError(f"{out} holds another run; pass --resume to continue it or "
                                     "--overwrite to replace it")
-            shutil.rmtree(out)
+            # set aside, not deleted: a setup that fails (a bad base, no memory) puts it back
+            self._aside = out.with_name(f".{out.name}.replaced")
+            shutil.rmtree(self._aside, ignore_errors=True)
+            out.rename(self._aside)
+        self._created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         return None
+
+    def abandon(self) -> None:
+        """Undo :meth:`prepare` after a failed setup: remove what it made, restore a replaced run."""
+        aside = getattr(self, "_aside", None)
+        if getattr(self, "_created", False) or aside is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+        if aside is not None and aside.exists():
+            aside.rename(self.path)
+        self._aside, self._created = None, False
+
+    def settle(self) -> None:
+        """Setup succeeded: the replaced run (if any) is gone for good."""
+        aside = getattr(self, "_aside", None)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+        self._aside, self._created = None, False
 
     def write_train_config(self, config: dict) -> None:
         atomic_write(self.train_config_path, json.dumps(config, indent=2))

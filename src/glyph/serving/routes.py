@@ -20,7 +20,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,11 @@ from ..vocab.unicode import canonical_text
 
 ROUTING = "routing.json"
 ROUTING_FORMAT = 1
+
+
+def _str_map(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                           for k, v in value.items())
 
 
 def combo_name(triggers) -> str:
@@ -46,19 +50,26 @@ class Routing:
 
     @classmethod
     def read(cls, export_dir: Path | str) -> "Routing":
+        from ..limits import MAX_JSON_BYTES
+        from ..readers import read_json
+
         path = Path(export_dir) / ROUTING
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not path.exists():
             raise NotFound(f"{path} does not exist; write an export with `glyph export RUN "
-                           f"--multi-lora {export_dir}`") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ModelError(f"{path}: not valid JSON ({e}); export again") from None
-        if data.get("version") != ROUTING_FORMAT:
-            raise ModelError(f"{path} has routing format {data.get('version')!r}; this glyph "
-                             f"reads {ROUTING_FORMAT}: export again")
-        return cls(model=data["model"], glyphs=data["glyphs"],
-                   combinations=data.get("combinations", {}))
+                           f"--multi-lora {export_dir}`")
+        data = read_json(path, ModelError, limit=MAX_JSON_BYTES, what="a routing file",
+                         fix="export again")
+        if not isinstance(data, dict) or data.get("version") != ROUTING_FORMAT:
+            found = data.get("version") if isinstance(data, dict) else type(data).__name__
+            raise ModelError(f"{path} is not routing format {ROUTING_FORMAT} (found {found!r}); "
+                             "export again")
+        model, glyphs, combos = data.get("model"), data.get("glyphs"), data.get("combinations", {})
+        if not (isinstance(model, str) and _str_map(glyphs) and isinstance(combos, dict)
+                and all(isinstance(v, list) and all(isinstance(t, str) for t in v)
+                        for v in combos.values())):
+            raise ModelError(f"{path}: model must be text, glyphs a map of glyph → trigger and "
+                             "combinations a map of name → triggers; export again")
+        return cls(model=model, glyphs=glyphs, combinations=combos)
 
     @classmethod
     def of_run(cls, manifest, model: str) -> "Routing":

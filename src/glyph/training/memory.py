@@ -84,11 +84,15 @@ def dims_of(model_dir: Path | str) -> ModelDims | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     elements = 0
-    for f in d.glob("*.safetensors"):
-        with f.open("rb") as fh:  # the header says every tensor's shape: no weight is read
-            n = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(n))
-        elements += sum(math.prod(v["shape"]) for k, v in header.items() if k != "__metadata__")
+    try:
+        for f in d.glob("*.safetensors"):
+            with f.open("rb") as fh:  # the header says every tensor's shape: no weight is read
+                n = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(min(n, 100 << 20)))
+            elements += sum(math.prod(v["shape"]) for k, v in header.items()
+                            if k != "__metadata__")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # damaged weights: loading them says what is wrong, in one line
     return ModelDims(layers, hidden, inter, 4 * elements)
 
 

@@ -100,14 +100,20 @@ class Recipe:
             saved = self.run.prepare(self.cfg.to_dict(), resume=True, overwrite=False)
         if saved is not None:
             self.cfg = TrainConfig.from_dict(saved, out=self.cfg.out)
-        self._setup_data()
-        self._setup_examples()
-        self._setup_model()
-        if resume:
-            self.step_no, self.loss_log = checkpoint.restore(self.run, self.peft_model, self.opt,
-                                                             self.sched)
-            self.log(f"resuming from step {self.step_no}/{len(self.plan)}")
+        try:
+            self._setup_data()
+            self._setup_examples()
+            self._setup_model()
+            if resume:
+                self.step_no, self.loss_log = checkpoint.restore(
+                    self.run, self.peft_model, self.opt, self.sched)
+                self.log(f"resuming from step {self.step_no}/{len(self.plan)}")
+        except BaseException:
+            if self.main and not resume:  # nothing half-written; a replaced run comes back
+                self.run.abandon()
+            raise
         if self.main:
+            self.run.settle()
             self.run.write_train_config(self.cfg.to_dict())
         return self
 
