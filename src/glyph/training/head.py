@@ -24,7 +24,39 @@ import torch.nn.functional as F
 HEAD_CHUNK_ELEMENTS = 1 << 26  # logits held at once by the fused head: 64M floats = 256 MB
 
 
-class _HeadNLL(torch.autograd.Function):
+def _logits(h, W, idx, delta):
+    """Logits of hidden states ``h``; a tied head's glyph columns come from ``delta``."""
+    logits = F.linear(h, W).float()
+    if idx is not None:
+        logits[:, idx] = F.linear(h, delta.to(h.dtype)).float()
+    return logits
+
+
+def _to_hidden(d, h, W, idx, delta, p_glyph):
+    """``dL/dh`` from ``d = dL/dlogits`` (consumed); the glyph columns' part is kept in
+    ``p_glyph`` for ``dL/d delta`` (those columns came from ``delta``, not ``W``)."""
+    g = None
+    if idx is not None:
+        p_glyph.copy_(d[:, idx])
+        g = d[:, idx].to(h.dtype) @ delta.to(h.dtype)
+        d[:, idx] = 0
+    gh = d.to(W.dtype) @ W
+    return gh if g is None else gh + g
+
+
+class _ChunkedHead(torch.autograd.Function):
+    """The backward both heads share: everything was computed in the forward pass."""
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hs, grad_h, p_glyph = ctx.saved_tensors
+        g = grad_out.unsqueeze(1)
+        d_hs = grad_h * g.to(grad_h.dtype)
+        d_delta = (p_glyph * g).T.to(hs.dtype) @ hs if ctx.has_delta else None
+        return d_hs, None, None, None, d_delta
+
+
+class _HeadNLL(_ChunkedHead):
     """Per-token NLL through a frozen output layer, gradients computed chunk by chunk.
 
     The head weight ``W`` is frozen (only glyph rows train), so the backward pass needs
@@ -46,31 +78,15 @@ class _HeadNLL(torch.autograd.Function):
         for i in range(0, n, chunk):
             h, yc = hs[i: i + chunk], y[i: i + chunk]
             r = rows[: len(h)]
-            logits = F.linear(h, W).float()
-            if idx is not None:
-                logits[:, idx] = F.linear(h, delta.to(h.dtype)).float()
+            logits = _logits(h, W, idx, delta)
             lse = torch.logsumexp(logits, dim=-1)
             nll[i: i + len(h)] = lse - logits[r, yc]
             p = logits.sub_(lse.unsqueeze(1)).exp_()   # softmax, in place
             p[r, yc] -= 1                              # d nll / d logits
-            g = None
-            if idx is not None:
-                p_glyph[i: i + len(h)] = p[:, idx]
-                g = p[:, idx].to(h.dtype) @ delta.to(h.dtype)
-                p[:, idx] = 0                          # those columns came from delta, not W
-            gh = p.to(W.dtype) @ W
-            grad_h[i: i + len(h)] = (gh if g is None else gh + g).to(hs.dtype)
+            grad_h[i: i + len(h)] = _to_hidden(p, h, W, idx, delta, p_glyph[i: i + len(h)])
         ctx.save_for_backward(hs, grad_h, p_glyph)
         ctx.has_delta = idx is not None
         return nll
-
-    @staticmethod
-    def backward(ctx, grad_nll):
-        hs, grad_h, p_glyph = ctx.saved_tensors
-        g = grad_nll.unsqueeze(1)
-        d_hs = grad_h * g.to(grad_h.dtype)
-        d_delta = (p_glyph * g).T.to(hs.dtype) @ hs if ctx.has_delta else None
-        return d_hs, None, None, None, d_delta
 
 
 def head_nll(hs, W, y, idx, delta):
@@ -80,7 +96,7 @@ def head_nll(hs, W, y, idx, delta):
     return _HeadNLL.apply(hs, W, y, idx, delta)
 
 
-class _HeadKL(torch.autograd.Function):
+class _HeadKL(_ChunkedHead):
     """Per-token KL(teacher ‖ student) through a frozen head, gradients computed chunk by chunk.
 
     ``ht`` are the teacher's final hidden states at the same positions (no gradient: the
@@ -97,33 +113,17 @@ class _HeadKL(torch.autograd.Function):
         p_glyph = hs.new_zeros(n, 0 if idx is None else len(idx), dtype=torch.float32)
         for i in range(0, n, chunk):
             h, t = hs[i: i + chunk], ht[i: i + chunk].to(hs.dtype)
-            log_q = F.linear(h, W).float()
-            if idx is not None:
-                log_q[:, idx] = F.linear(h, delta.to(h.dtype)).float()
+            log_q = _logits(h, W, idx, delta)
             log_q = log_q.sub_(torch.logsumexp(log_q, dim=-1, keepdim=True))
             log_p = F.linear(t, W).float()
             log_p = log_p.sub_(torch.logsumexp(log_p, dim=-1, keepdim=True))
             p = log_p.exp()
             kl[i: i + len(h)] = (p * (log_p - log_q)).sum(-1)
             d = log_q.exp_().sub_(p)                   # d KL / d student logits
-            g = None
-            if idx is not None:
-                p_glyph[i: i + len(h)] = d[:, idx]
-                g = d[:, idx].to(h.dtype) @ delta.to(h.dtype)
-                d[:, idx] = 0                          # those columns came from delta, not W
-            gh = d.to(W.dtype) @ W
-            grad_h[i: i + len(h)] = (gh if g is None else gh + g).to(hs.dtype)
+            grad_h[i: i + len(h)] = _to_hidden(d, h, W, idx, delta, p_glyph[i: i + len(h)])
         ctx.save_for_backward(hs, grad_h, p_glyph)
         ctx.has_delta = idx is not None
         return kl
-
-    @staticmethod
-    def backward(ctx, grad_kl):
-        hs, grad_h, p_glyph = ctx.saved_tensors
-        g = grad_kl.unsqueeze(1)
-        d_hs = grad_h * g.to(grad_h.dtype)
-        d_delta = (p_glyph * g).T.to(hs.dtype) @ hs if ctx.has_delta else None
-        return d_hs, None, None, None, d_delta
 
 
 def head_kl(hs, W, ht, idx, delta):
@@ -141,9 +141,7 @@ def nll_no_grad(hs, W, y, idx=None, delta=None):
     with torch.no_grad():
         for i in range(0, n, chunk):
             h = hs[i: i + chunk]
-            logits = F.linear(h, W).float()
-            if idx is not None:
-                logits[:, idx.to(h.device)] = F.linear(h, delta.to(h.dtype)).float()
+            logits = _logits(h, W, None if idx is None else idx.to(h.device), delta)
             picked = logits.gather(1, y[i: i + chunk].unsqueeze(1)).squeeze(1)
             out[i: i + len(h)] = torch.logsumexp(logits, dim=-1) - picked
     return out
