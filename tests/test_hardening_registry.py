@@ -389,6 +389,15 @@ def test_a_nul_byte_in_a_path_is_a_usage_error(reg_path, args):
     assert r.exit_code == 2 and "holds a NUL byte" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.parametrize("args", [["scenes", "import", "\udd00"], ["tokenizer", "build", "--out", "t\ud800"]])
+def test_a_path_no_file_system_can_encode_is_a_usage_error(reg_path, args):
+    """Found by the randomized CLI fuzz run: a lone surrogate (not one of surrogateescape's
+    \\udc80-\\udcff, which stand for real bytes) made os.stat raise UnicodeEncodeError."""
+    r = cli(*args)
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "is not a file name this system can encode" in r.output
+
+
 def test_a_nul_byte_in_a_path_given_to_the_library_is_one_error(tmp_path):
     from glyph.corpus import edit
     from glyph.errors import FileError, SceneError

@@ -25,12 +25,16 @@ INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in glyph, not in the input
 
 
 class SafePath(click.Path):
-    """``click.Path`` that refuses a NUL byte as a usage error (click's own check would let
-    ``os.stat`` raise ValueError). Every path option and argument uses it."""
+    """``click.Path`` that refuses a NUL byte or an unencodable name as a usage error (click's
+    own check would let ``os.stat`` raise). Every path option and argument uses it."""
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and "\0" in value:
             self.fail("holds a NUL byte, which no file name can", param, ctx)
+        try:
+            os.fsencode(value)
+        except UnicodeEncodeError:  # a lone surrogate no file system name can hold
+            self.fail("is not a file name this system can encode", param, ctx)
         return super().convert(value, param, ctx)
 
 
