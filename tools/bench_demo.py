@@ -1,6 +1,6 @@
 """Time the main job: ``glyph demo`` from a fresh ``GLYPH_HOME``, then again with its caches.
 
-    python tools/bench_demo.py --runs 2 --out benchmarks/demo.md
+    python tools/bench_demo.py --runs 2 --out benchmarks/demo.md [--keep-eval docs/default-run]
 
 Each run is a separate ``glyph demo`` process in an empty temporary ``GLYPH_HOME`` (so the
 tokenizer and the tiny base are built, as on a fresh clone), followed by a second ``glyph
@@ -55,6 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=2, help="fresh homes to time (each + a cached run)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "demo.md")
+    ap.add_argument("--keep-eval", type=Path, default=None,
+                    help="copy the first fresh run's evaluation (report, plots) here")
     a = ap.parse_args()
     rows = []
     for i in range(a.runs):
@@ -63,6 +65,9 @@ def main() -> None:
             for kind in ("fresh GLYPH_HOME", "second run (cached base)"):
                 rows.append({"kind": kind, **one(home)})
                 print(rows[-1], file=sys.stderr, flush=True)
+                if a.keep_eval and i == 0 and kind.startswith("fresh"):
+                    shutil.copytree(home / "runs" / "default" / "eval", a.keep_eval,
+                                    dirs_exist_ok=True)
         finally:
             shutil.rmtree(home, ignore_errors=True)
     med = {k: statistics.median(r["wall"] for r in rows if r["kind"] == k)
