@@ -154,6 +154,21 @@ def test_a_trained_glyph_carries_its_scenes(metrics):
         assert m["nll"]["own"] < m["nll"]["other"], g
 
 
+def test_light_measures_score_nlls_only_and_still_report(trained_project, metrics, tmp_path):
+    """What tools/compare_objectives.py asks for on a real base: NLL metrics only."""
+    from glyph.evaluation.report import write_report
+
+    light = ev.evaluate(trained_project.run, registry=registry.load(trained_project.registry),
+                        corpus=_corpus(trained_project),
+                        measures=ev.Measures(kl=False, preservation=False, retrieval=False))
+    o, full = light["overall"], metrics["overall"]
+    assert o["specificity"] == full["specificity"] and o["nll"] == full["nll"]
+    assert "base_preservation" not in o and not o.get("retrieval")
+    ev.write_metrics(light, tmp_path)
+    report = write_report(light, tmp_path, command="compare")
+    assert "specificity" in report.read_text(encoding="utf-8").lower()
+
+
 def test_base_preservation_is_exactly_zero(metrics):
     bp = metrics["overall"]["base_preservation"]
     assert bp["kl_routed_vs_base"] == 0.0 and bp["max_abs_logprob_diff"] == 0.0

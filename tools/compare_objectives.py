@@ -58,6 +58,13 @@ def score(run: Path, eval_scenes: int, levels: str | None) -> dict:
     # computed once per base); KL, base preservation and the index are left to `glyph eval`
     m = evaluate(run, registry=reg, corpus=corpus, max_scenes=eval_scenes,
                  measures=Measures(kl=False, preservation=False, retrieval=False))
+    # the whole evaluation too (per glyph, per register, plots): run/eval-compare/
+    from glyph.evaluation.metrics import write_metrics
+    from glyph.evaluation.report import write_report
+
+    write_metrics(m, run / "eval-compare")
+    write_report(m, run / "eval-compare", command=f"tools/compare_objectives.py (scoring {run}, "
+                 f"{eval_scenes} held-out scenes of levels {levels or 'all'})")
     o = m["overall"]
     return {"scenes": o["scenes"], "spec": o["specificity"]["accuracy"],
             "spec_meaning": o["specificity"]["meaning_accuracy"],
