@@ -254,6 +254,7 @@ def main() -> None:
 
 def real_base(a) -> None:
     """Each real-base variant in its own process, one after another; then the report section."""
+    a.load = os.getloadavg()[0]  # another process on the cores would slow every figure
     rows = {}
     for v in REAL_VARIANTS:
         out = subprocess.run([sys.executable, __file__, "--variant", v, "--base", a.base,
@@ -269,8 +270,10 @@ def write_real_report(path: Path, rows: dict, a) -> None:
     title = f"Real base: {Path(a.base).name}"
     peft = rows["peft"]
     lines = [f"## {title}", "",
-             f"Command: `python tools/bench_train.py --base {a.base} --batch {a.batch} "
-             f"--max-len {a.max_len} --steps {a.steps} --out {a.out}`", "",
+             f"Command: `python tools/bench_train.py --base \"$GGUF\" --batch {a.batch} "
+             f"--max-len {a.max_len} --steps {a.steps} --out {a.out}` with `$GGUF` the file "
+             f"`{Path(a.base).name}`; load average before the first variant "
+             f"{a.load:.2f} on {os.cpu_count()} cores.", "",
              f"Batch {a.batch} scenes of the starter corpus (all tiers), ≤ {a.max_len} tokens, "
              f"LoRA r=8 on the 7 projections + the glyph rows; {a.steps} timed steps after a "
              "warm-up, each variant in its own process (peak RSS is its own). `peft` is "
