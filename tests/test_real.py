@@ -8,6 +8,8 @@ conversion is cached in your own GLYPH_HOME, so only the first session pays for 
 """
 from __future__ import annotations
 
+import unicodedata
+
 import os
 import shutil
 from pathlib import Path
@@ -57,7 +59,9 @@ def test_real_gguf_glyph_tokenizer_takes_fillers_and_keeps_parity(real):
     for t in texts:
         ids = base_tok.encode(t, add_special_tokens=False).ids
         assert glyph_tok.encode(t, add_special_tokens=False).ids == ids
-        assert ids == ref.encode(t, allowed_special="all")
+        # Qwen2's Hugging Face tokenizer (and so the converted GGUF one) normalizes to NFC,
+        # tiktoken's encoding does not: 92 of these 3,000 texts differ only by that
+        assert ids == ref.encode(unicodedata.normalize("NFC", t), allowed_special="all")
 
 
 def test_real_step_fits_its_memory_plan_and_equals_peft(real):
