@@ -9,26 +9,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from glyph.cli import main
 from glyph.corpus import edit, scenes
 from glyph.errors import SceneError
 from glyph.vocab import registry
 
 from .conftest import STARTER_SCENES
-
-
-def cli(*args: str, input: str | bytes | None = None):
-    return CliRunner().invoke(main, list(args), input=input)
-
-
-def one_line_error(r, *needles: str) -> None:
-    assert r.exit_code == 1, r.output
-    assert r.output.startswith("error: ") and r.output.count("\n") == 1, r.output[:500]
-    assert "Traceback" not in r.output and "internal error" not in r.output
-    for n in needles:
-        assert n in r.output, r.output
+from .support.cli import cli, one_line_error
 
 
 @pytest.fixture

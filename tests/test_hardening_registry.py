@@ -13,28 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from glyph import limits
-from glyph.cli import main
 from glyph.errors import GlyphError, RegistryCorrupt
 from glyph.vocab import registry
 
 from .conftest import REPO
+from .support.cli import cli, one_line_error
 
 SRC = str(REPO / "src")
-
-
-def cli(*args: str, input: str | bytes | None = None):
-    return CliRunner().invoke(main, list(args), input=input)
-
-
-def one_line_error(r, *needles: str) -> None:
-    assert r.exit_code == 1, r.output
-    assert r.output.startswith("error: ") and r.output.count("\n") == 1, r.output[:500]
-    assert "Traceback" not in r.output and "internal error" not in r.output
-    for n in needles:
-        assert n in r.output, r.output
 
 
 def glyph_subprocess(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
