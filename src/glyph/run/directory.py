@@ -48,6 +48,8 @@ class Run:
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
+        self._aside: Path | None = None   # a run --overwrite set aside until setup succeeds
+        self._created = False             # prepare() made the directory
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
@@ -257,18 +259,16 @@ class Run:
 
     def abandon(self) -> None:
         """Undo :meth:`prepare` after a failed setup: remove what it made, restore a replaced run."""
-        aside = getattr(self, "_aside", None)
-        if getattr(self, "_created", False) or aside is not None:
+        if self._created or self._aside is not None:
             shutil.rmtree(self.path, ignore_errors=True)
-        if aside is not None and aside.exists():
-            aside.rename(self.path)
+        if self._aside is not None and self._aside.exists():
+            self._aside.rename(self.path)
         self._aside, self._created = None, False
 
     def settle(self) -> None:
         """Setup succeeded: the replaced run (if any) is gone for good."""
-        aside = getattr(self, "_aside", None)
-        if aside is not None:
-            shutil.rmtree(aside, ignore_errors=True)
+        if self._aside is not None:
+            shutil.rmtree(self._aside, ignore_errors=True)
         self._aside, self._created = None, False
 
     def write_train_config(self, config: dict) -> None:
