@@ -36,6 +36,38 @@ def test_summarize_known_answers():
     assert hurt["prompt_equivalence"]["recovered"] is None
 
 
+def _scored(glyph, register, scores, meaning_scores=None):
+    return dict(glyph=glyph, register=register, level="micro", lang="en", scores=scores,
+                meaning_scores=meaning_scores)
+
+
+def test_diagnosis_known_answers():
+    """A hub glyph ("a") lowers every scene's NLL by 1.5: specificity collapses, calibration
+    recovers it; the meanings (own 2, others 3) are right everywhere."""
+    from glyph.evaluation.diagnose import diagnose, markdown
+
+    trig = {"a": "x", "b": "x", "c": "y", "d": "z"}
+    rows = []
+    for g, reg in zip("abcd", ("poetry", "poetry", "logic", "logic")):
+        plain = {h: 2.0 if h == g else 3.0 for h in "abcd"}
+        rows.append(_scored(g, reg, {**plain, "a": plain["a"] - 1.5}, plain))
+    d = diagnose(rows, trig)
+    g, m = d["glyph"], d["meaning"]
+    assert g["specificity"] == 0.25 and g["winners"] == {"a": 4} and g["top_winner_share"] == 1
+    assert g["trigger"] == {"accuracy": 0.5, "chance": 0.375}
+    assert g["within_trigger"] == {"accuracy": 0.5, "chance": 0.5, "scenes": 2}
+    assert g["calibrated"] == {"accuracy": 1.0, "chance": 0.25}
+    assert g["by_style"]["register"] == {"logic": {"accuracy": 0.0, "scenes": 2},
+                                         "poetry": {"accuracy": 0.5, "scenes": 2}}
+    assert m["specificity"] == m["trigger"]["accuracy"] == m["calibrated"]["accuracy"] == 1.0
+    text = "\n".join(markdown(d))
+    assert "| winner shares the own trigger | 0.50 | 1.00 | 0.38 |" in text
+    assert "a 4" in text and "| register poetry | 2 | 0.50 | 1.00 |" in text
+    no_meaning = diagnose([{**r, "meaning_scores": None} for r in rows], trig)
+    assert no_meaning["meaning"] is None and no_meaning["glyph"] == g
+    assert "| 0.25 | – |" in "\n".join(markdown(no_meaning))
+
+
 class _FakeIndex:
     """Scenes on a line: glyph g's vector retrieves the scenes listed in ``ranking[g]``."""
 
@@ -149,6 +181,10 @@ def test_a_trained_glyph_carries_its_scenes(metrics):
     assert o["specificity"]["accuracy"] >= 2 * o["specificity"]["chance"]
     assert o["gain_vs_none"] > 0 and o["gain_vs_other"] > 0
     assert o["retrieval"]["recall@5"] > o["retrieval"]["chance@5"]
+    d = metrics["diagnosis"]["glyph"]  # the diagnosis is computed from the same score table
+    assert d["specificity"] == o["specificity"]["accuracy"]
+    assert sum(d["winners"].values()) == o["scenes"]
+    assert metrics["diagnosis"]["meaning"]["specificity"] == o["specificity"]["meaning_accuracy"]
     for g, m in metrics["per_glyph"].items():
         assert m["compression"].endswith(":1") and m["meaning_tokens"] > 1
         assert m["nll"]["own"] < m["nll"]["other"], g
@@ -204,6 +240,7 @@ def test_cli_eval_writes_report_and_is_reproducible(project, tmp_path):
         assert (out / png).stat().st_size > 5000
         assert f"]({png})" in (out / "report.md").read_text()
     assert "glyph eval --out" in (out / "report.md").read_text()  # names its command
+    assert "## Where specificity is lost" in (out / "report.md").read_text()
     r = CliRunner().invoke(main, ["eval", "--out", str(tmp_path / "again"), "--json"])
     m2 = json.loads(r.stdout)
     assert m2["overall"]["nll"] == m1["overall"]["nll"]  # same run, same numbers

@@ -13,6 +13,8 @@ For each glyph and overall, on the held-out split (``--split train`` shows memor
   model is the "prompt" way to bend the same probabilities: ``recovered = (none − own) /
   (none − meaning)``, the KL between next-token distributions with the glyph and with the
   meaning, and the compression ratio N : 1;
+- **diagnosis** — where specificity is lost (same trigger? hub glyphs? which styles?):
+  :mod:`glyph.evaluation.diagnose`;
 - **base preservation** — KL between the routed model and the untouched base on the same
   texts without any glyph: routing sends them to the base, so it must be exactly 0. The KL a
   forced adapter would cause is shown beside it, as the scale of what routing prevents.
@@ -32,9 +34,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
+from .diagnose import diagnose
 from .scoring import Scorer
 
-METRICS_VERSION = 2  # 2: meaning specificity, specific gains, per-scene retrieval
+METRICS_VERSION = 3  # 2: meaning specificity, specific gains, per-scene retrieval;
+                     # 3: every glyph's and meaning's NLL per scene, the diagnosis
 
 
 def _mean(xs) -> float:
@@ -178,7 +182,7 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     metrics = {"version": METRICS_VERSION, "run": str(gm.run.path.resolve()), "split": split,
                "seed": gm.manifest.config.get("seed"), "base": gm.manifest.base.name,
                "glyphs": len(symbols), "overall": overall, "per_glyph": per_glyph,
-               "scenes": rows}
+               "diagnosis": diagnose(rows, trig), "scenes": rows}
     if measures.preservation:
         overall["base_preservation"] = base_preservation(gm, scorer, scene_list, symbols)
     if not measures.retrieval:
@@ -223,7 +227,8 @@ def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, measures, say
                      "meaning_other": _mean(v for g, v in by_meaning.items() if g != s.glyph),
                      "kl_meaning": kl_gm[i], "best": min(scores, key=scores.get),
                      "meaning_best": min(by_meaning, key=by_meaning.get) if measures.meanings
-                     else None})
+                     else None, "scores": scores,
+                     "meaning_scores": by_meaning if measures.meanings else None})
     return rows
 
 

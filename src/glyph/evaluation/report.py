@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..run import Run
+from .diagnose import markdown
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#8c6d31",
@@ -237,6 +238,9 @@ def write_report(metrics: dict, out: Path, *, command: str) -> Path:
         "meaning: a gain over \"no glyph\" can be corpus style any adapter learns.",
         "",
     ]
+    why = markdown(metrics["diagnosis"]) if metrics.get("diagnosis") else []
+    if why:
+        lines += ["## Where specificity is lost", "", *why, ""]
     for name, caption in figs:
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
