@@ -131,6 +131,34 @@ def test_contrast_trains_the_wrong_glyphs_adapter_too(mini_project, tiny_base):
     assert "gap" in stats.extra and stats.loss > 0
 
 
+def test_sibling_contrast_uses_the_same_adapter_and_a_sibling_glyph(mini_project, tiny_base):
+    """``contrast_to="sibling"``: on a trigger with two glyphs (initiation: ⟁ 🜂) the wrong
+    pass is the sibling under the *same* adapter, so no other adapter moves; a trigger with one
+    glyph (body: 🫁) falls back to another trigger's."""
+    r = _recipe(mini_project, tiny_base, "s", contrast=1.0, contrast_margin=5.0,
+                contrast_to="sibling")
+    step, (trigger, idx) = next((i, p) for i, p in enumerate(r.plan) if p[0] == "initiation")
+    part = r.parts.parts(step, trigger, idx, 1, 1.0)[0]
+    ids, _, _, wrong_trigger = part.wrong
+    assert wrong_trigger == "initiation"
+    ids_of = {g: r.reg.get(g).id for g in ("⟁", "🜂")}
+    for row, i in zip(ids.tolist(), idx):
+        own = r.examples[i].scene.glyph
+        sibling = "🜂" if own == "⟁" else "⟁"
+        assert ids_of[sibling] in row and ids_of[own] not in row
+    before = _trainable(r)
+    r.glm.train()
+    stats = r.step(trigger, idx)
+    after = _trainable(r)
+    moved = {t: any(not torch.equal(before[k], after[k]) for k in before if f".{t}" in k)
+             for t in r.triggers}
+    assert moved["initiation"] and not moved["body"] and stats.extra["gap"] == stats.extra["gap"]
+    step, (trigger, idx) = next((i, p) for i, p in enumerate(r.plan) if p[0] == "body")
+    assert r.parts.parts(step, trigger, idx, 1, 1.0)[0].wrong[3] == "initiation"
+    with pytest.raises(ConfigError, match="--contrast-to"):
+        train_config(mini_project / "bad", tiny_base, contrast_to="everyone")
+
+
 @pytest.mark.parametrize("objective", ["distill", "lm+distill"])
 def test_distillation_runs_end_to_end(mini_project, tiny_base, objective):
     res = train(train_config(mini_project / objective, tiny_base, steps=4, objective=objective),

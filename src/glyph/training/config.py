@@ -34,6 +34,9 @@ REAL_BASE_MINUTES = 35.0
 
 # the names StepLoss knows (training/objectives.py); here so the CLI never imports torch
 OBJECTIVES = ("lm", "distill", "lm+distill")
+# the contrast term's wrong glyph: on another trigger (its own adapter), or a sibling on the
+# same trigger (the same adapter: only the embedding rows differ)
+CONTRAST_TO = ("trigger", "sibling")
 
 
 def opt(default: Any = None, help: str = "", *, cli: bool = True, choices: tuple | None = None,
@@ -82,6 +85,10 @@ class TrainConfig:
     contrast: float = opt(0.0, "weight of the contrast term: a wrong glyph with its adapter "
                           "must make the scene less likely than its own (0: off)")
     contrast_margin: float = opt(1.0, "the margin, in nats per token, of the contrast term")
+    contrast_to: str = opt("trigger", "the contrast term's wrong glyph: one of another trigger "
+                           "(its adapter), or a sibling on the same trigger (same adapter, "
+                           "another row; a trigger with one glyph uses another trigger's)",
+                           choices=CONTRAST_TO)
     bucket: bool = opt(True, "batch scenes of similar length together (less padding)")
     balance: bool = opt(True, "give every trigger the same number of steps")
     memory: str = opt("auto", "fast (one pass), split (micro-batches), checkpoint (gradient "
@@ -127,6 +134,9 @@ class TrainConfig:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"unknown --objective {self.objective!r}; use "
                               f"{', '.join(OBJECTIVES)}")
+        if self.contrast_to not in CONTRAST_TO:
+            raise ConfigError(f"unknown --contrast-to {self.contrast_to!r}; use "
+                              f"{', '.join(CONTRAST_TO)}")
         if self.memory not in MODES:
             raise ConfigError(f"unknown --memory {self.memory!r}; use {', '.join(MODES)}")
         for k in ("contrast", "contrast_margin"):

@@ -10,7 +10,10 @@
 Any of them may add the **contrast** term: the same scene after a *wrong* glyph, with that
 glyph's adapter, must be less likely than after its own by a margin —
 ``max(0, margin − (NLL_wrong − NLL_own))`` per scene (mean NLL per token). It pushes back the
-failure measured on a real base: one trigger's adapter making every scene likely.
+failure measured on a real base: one trigger's adapter making every scene likely. The wrong
+glyph is on another trigger (``contrast_to="trigger"``) or a *sibling* on the same trigger
+(``"sibling"``): the same adapter, so only the two embedding rows can make the difference —
+aimed at what the real base's evaluation diagnosed (glyphs sharing a trigger barely told apart).
 
 :class:`StepLoss` is the module the recipe calls (and, with several processes, the one DDP
 wraps), so the wrong glyph's pass happens inside the same forward.
@@ -114,9 +117,10 @@ class PartBuilder:
     states (computed once per example and kept: the teacher is frozen), the wrong glyphs."""
 
     def __init__(self, glm, examples, tok, reg, *, pad_id: int, seed: int, teacher: bool,
-                 contrast: bool):
+                 contrast: bool, contrast_to: str = "trigger"):
         self.glm, self.examples, self.tok, self.pad_id = glm, examples, tok, pad_id
         self.seed, self.teacher, self.contrast = seed, teacher, contrast
+        self.contrast_to = contrast_to
         self.cache: dict[int, torch.Tensor] = {}
         glyphs = [g for g in reg.active()]
         self.trigger_of = {g.symbol: g.trigger for g in glyphs}
@@ -145,13 +149,17 @@ class PartBuilder:
         return out
 
     def _wrong_glyphs(self, step: int, trigger: str, idx: list[int]):
-        """One wrong trigger for the step (another one when there is), and for each example a
-        glyph of it that is not its own — deterministic in (seed, step)."""
+        """One wrong trigger for the step — the step's own with ``contrast_to="sibling"`` when
+        it has another glyph, else another one when there is — and for each example a glyph of
+        it that is not its own; deterministic in (seed, step)."""
         import random
 
         rng = random.Random(self.seed * 1_000_003 + step)
         others = sorted(t for t in self.by_trigger if t != trigger)
-        wrong = rng.choice(others) if others else trigger
+        if self.contrast_to == "sibling" and len(self.by_trigger.get(trigger, ())) > 1:
+            wrong = trigger
+        else:
+            wrong = rng.choice(others) if others else trigger
         symbols = {}
         for i in idx:
             own = self.examples[i].scene.glyph

@@ -166,8 +166,8 @@ class Recipe:
                                   passes=2 if cfg.contrast > 0 else 1)
         self.log(f"{len(self.examples)} training scenes, {len(self.plan)} steps of "
                  f"{cfg.batch_size} ({padding_share(self.examples, self.plan):.0%} padding), "
-                 f"objective {cfg.objective}" + (f" + contrast {cfg.contrast:g}"
-                                                 if cfg.contrast else ""))
+                 f"objective {cfg.objective}" + (f" + contrast {cfg.contrast:g} "
+                                                 f"({cfg.contrast_to})" if cfg.contrast else ""))
         self.log(self.memory.describe())
 
     def _setup_model(self) -> None:
@@ -213,7 +213,8 @@ class Recipe:
                                 world=self.accelerator.num_processes)
         self.parts = PartBuilder(self.glm, self.examples, self.tok, self.reg, pad_id=self.pad_id,
                                  seed=cfg.seed, teacher=self.loss_fn.needs_teacher,
-                                 contrast=cfg.contrast > 0)
+                                 contrast=cfg.contrast > 0,
+                                 contrast_to=cfg.contrast_to)
 
     # ------------------------------------------------------------ step
     def step(self, trigger: str, idx: list[int]) -> StepStats:
