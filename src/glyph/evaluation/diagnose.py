@@ -31,7 +31,8 @@ from typing import Mapping
 STYLES = ("register", "level", "lang")
 
 
-def _mean(xs) -> float:
+def nanmean(xs) -> float:
+    """The mean of ``xs``; NaN when there is none (an empty group is not an error here)."""
     xs = list(xs)
     return float(sum(xs) / len(xs)) if xs else float("nan")
 
@@ -49,24 +50,24 @@ def _side(rows: list[dict], key: str, trig: Mapping[str, str]) -> dict | None:
     on = {t: {g for g in symbols if trig[g] == t} for t in set(trig[g] for g in symbols)}
     best = [_argmin(r[key]) for r in rows]
     # a glyph's mean NLL over every evaluated scene: the offset a hub glyph has everywhere
-    offset = {g: _mean(r[key][g] for r in rows) for g in symbols}
+    offset = {g: nanmean(r[key][g] for r in rows) for g in symbols}
     calibrated = [_argmin({g: r[key][g] - offset[g] for g in symbols}) for r in rows]
     shared = [r for r in rows if len(on[trig[r["glyph"]]]) > 1]
     wins = Counter(best)
     return {
-        "specificity": _mean(b == r["glyph"] for b, r in zip(best, rows)),
-        "trigger": {"accuracy": _mean(trig[b] == trig[r["glyph"]] for b, r in zip(best, rows)),
-                    "chance": _mean(len(on[trig[r["glyph"]]]) / n for r in rows)},
+        "specificity": nanmean(b == r["glyph"] for b, r in zip(best, rows)),
+        "trigger": {"accuracy": nanmean(trig[b] == trig[r["glyph"]] for b, r in zip(best, rows)),
+                    "chance": nanmean(len(on[trig[r["glyph"]]]) / n for r in rows)},
         "within_trigger": {
-            "accuracy": _mean(_argmin(r[key], on[trig[r["glyph"]]]) == r["glyph"]
+            "accuracy": nanmean(_argmin(r[key], on[trig[r["glyph"]]]) == r["glyph"]
                               for r in shared),
-            "chance": _mean(1 / len(on[trig[r["glyph"]]]) for r in shared),
+            "chance": nanmean(1 / len(on[trig[r["glyph"]]]) for r in shared),
             "scenes": len(shared)},
-        "calibrated": {"accuracy": _mean(c == r["glyph"] for c, r in zip(calibrated, rows)),
+        "calibrated": {"accuracy": nanmean(c == r["glyph"] for c, r in zip(calibrated, rows)),
                        "chance": 1 / n},
         "winners": dict(wins.most_common()),
         "top_winner_share": wins.most_common(1)[0][1] / len(rows),
-        "by_style": {s: {v: {"accuracy": _mean(b == r["glyph"] for b, r in zip(best, rows)
+        "by_style": {s: {v: {"accuracy": nanmean(b == r["glyph"] for b, r in zip(best, rows)
                                                if r[s] == v),
                              "scenes": sum(r[s] == v for r in rows)}
                          for v in sorted({r[s] for r in rows})} for s in STYLES},

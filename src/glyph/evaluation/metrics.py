@@ -34,16 +34,11 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
-from .diagnose import diagnose
+from .diagnose import diagnose, nanmean as _mean
 from .scoring import Scorer
 
 METRICS_VERSION = 3  # 2: meaning specificity, specific gains, per-scene retrieval;
                      # 3: every glyph's and meaning's NLL per scene, the diagnosis
-
-
-def _mean(xs) -> float:
-    xs = list(xs)
-    return float(sum(xs) / len(xs)) if xs else float("nan")
 
 
 def scene_retrieval(index, scene_list, symbols) -> dict:
