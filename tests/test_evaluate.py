@@ -122,6 +122,23 @@ def test_scene_retrieval_is_one_query_per_scene():
     assert r["overall"] == {"accuracy": 0.75, "scenes": 4, "chance": 0.5}
 
 
+def test_a_subsample_scores_every_glyph_evenly():
+    from types import SimpleNamespace as S
+
+    # ids sorted by glyph would starve the last glyphs under a step-by-id subsample
+    sizes = {"a": 30, "b": 30, "c": 5, "d": 2}
+    pool = [S(id=f"{g}{i:03d}", glyph=g) for g, n in sizes.items() for i in range(n)]
+    corpus = S(select=lambda split: list(pool))
+    picked = ev._scenes(corpus, set(sizes), "heldout", 16)
+    counts = {g: sum(s.glyph == g for s in picked) for g in sizes}
+    assert counts == {"a": 5, "b": 5, "c": 4, "d": 2}  # short glyphs give theirs, the rest share
+    assert len({s.id for s in picked}) == 16 and picked == sorted(picked, key=lambda s: s.id)
+    spread = [int(s.id[1:]) for s in picked if s.glyph == "a"]
+    assert spread[0] < 6 and spread[-1] > 24  # spread over the glyph's scenes, not its first
+    assert ev._scenes(corpus, set(sizes), "heldout", 16) == picked
+    assert len(ev._scenes(corpus, set(sizes), "heldout", 500)) == 67
+
+
 @pytest.mark.parametrize("zero_rows", [False, True])
 def test_kl_is_exact_over_the_full_vocabulary(zero_rows):
     """Scores.kl_to (compact or dense) equals KL computed from full log-softmaxes."""

@@ -153,7 +153,7 @@ def export_(run, out, multi, combine, model_name, trigger, overwrite, no_verify)
 @click.option("--split", type=click.Choice(["heldout", "train"]), default="heldout",
               show_default=True)
 @click.option("--max-scenes", type=click.IntRange(min=2), default=None,
-              help="evaluate an even subsample of this many scenes")
+              help="score this many scenes, the same share of each glyph")
 @click.option("--out", type=SafePath(file_okay=False, path_type=Path), default=None,
               help="where metrics.json, report.md and the plots go (default: RUN/eval)")
 @click.option("--json", "as_json", is_flag=True, help="print metrics.json instead of the table")

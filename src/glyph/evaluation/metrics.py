@@ -111,13 +111,42 @@ def summarize(rows: list[dict], n_glyphs: int) -> dict:
 
 
 def _scenes(corpus, glyphs, split: str, max_scenes: int | None) -> list:
-    """The scenes to score: the run's glyphs' scenes of ``split``, an even subsample if asked."""
+    """The scenes to score: the run's glyphs' scenes of ``split``, a subsample if asked.
+
+    The subsample is stratified by glyph (every glyph gets ``max_scenes // len(glyphs)``
+    scenes, the remainder going to the glyphs with the most left) and evenly spread over each
+    glyph's scenes by id, so no glyph drops out of a small evaluation and it is deterministic.
+    """
     scene_list = sorted((s for s in corpus.select(split=split) if s.glyph in glyphs),
                         key=lambda s: s.id)
-    if max_scenes:
-        step = max(1, len(scene_list) // max_scenes)  # an even, deterministic subsample
-        scene_list = scene_list[::step][:max_scenes]
-    return scene_list
+    if not max_scenes or max_scenes >= len(scene_list):
+        return scene_list
+    by_glyph: dict[str, list] = {}
+    for s in scene_list:
+        by_glyph.setdefault(s.glyph, []).append(s)
+    quota = _quotas({g: len(v) for g, v in by_glyph.items()}, max_scenes)
+    keep = []
+    for g, group in by_glyph.items():
+        n, k = len(group), quota[g]
+        keep += [group[int((i + 0.5) * n / k)] for i in range(k)]
+    return sorted(keep, key=lambda s: s.id)
+
+
+def _quotas(sizes: dict[str, int], total: int) -> dict[str, int]:
+    """Split ``total`` over groups as evenly as their sizes allow (largest remainder first)."""
+    quota = {g: 0 for g in sizes}
+    left = total
+    while left > 0:
+        open_ = sorted((g for g in sizes if quota[g] < sizes[g]),
+                       key=lambda g: (quota[g], -(sizes[g] - quota[g]), g))
+        share = max(1, left // len(open_)) if open_ else 0
+        for g in open_:
+            if left == 0:
+                break
+            add = min(share, sizes[g] - quota[g], left)
+            quota[g] += add
+            left -= add
+    return quota
 
 
 @dataclass(frozen=True)
