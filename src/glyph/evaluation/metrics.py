@@ -113,9 +113,9 @@ def summarize(rows: list[dict], n_glyphs: int) -> dict:
 def _scenes(corpus, glyphs, split: str, max_scenes: int | None) -> list:
     """The scenes to score: the run's glyphs' scenes of ``split``, a subsample if asked.
 
-    The subsample is stratified by glyph (every glyph gets ``max_scenes // len(glyphs)``
-    scenes, the remainder going to the glyphs with the most left) and evenly spread over each
-    glyph's scenes by id, so no glyph drops out of a small evaluation and it is deterministic.
+    The subsample is stratified by glyph (each glyph the same share, see ``_quotas``) and
+    evenly spread over each glyph's scenes by id: no glyph drops out of a small evaluation,
+    and the same call always picks the same scenes.
     """
     scene_list = sorted((s for s in corpus.select(split=split) if s.glyph in glyphs),
                         key=lambda s: s.id)
@@ -133,19 +133,19 @@ def _scenes(corpus, glyphs, split: str, max_scenes: int | None) -> list:
 
 
 def _quotas(sizes: dict[str, int], total: int) -> dict[str, int]:
-    """Split ``total`` over groups as evenly as their sizes allow (largest remainder first)."""
-    quota = {g: 0 for g in sizes}
-    left = total
-    while left > 0:
-        open_ = sorted((g for g in sizes if quota[g] < sizes[g]),
-                       key=lambda g: (quota[g], -(sizes[g] - quota[g]), g))
-        share = max(1, left // len(open_)) if open_ else 0
-        for g in open_:
-            if left == 0:
-                break
-            add = min(share, sizes[g] - quota[g], left)
-            quota[g] += add
-            left -= add
+    """Split ``total`` over groups as evenly as their sizes allow.
+
+    Smallest group first, each takes its fair share of what is left (or all it has), so a
+    short group's unused share goes to the others and any remainder to the largest.
+
+    >>> _quotas({"a": 1, "b": 10, "c": 3}, 9)
+    {'a': 1, 'c': 3, 'b': 5}
+    """
+    quota, left = {}, total
+    order = sorted(sizes, key=lambda g: (sizes[g], g))
+    for i, g in enumerate(order):
+        quota[g] = min(sizes[g], left // (len(order) - i))
+        left -= quota[g]
     return quota
 
 
