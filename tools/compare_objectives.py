@@ -24,7 +24,9 @@ from pathlib import Path
 def train(a, cond: str, out: Path) -> dict:
     if a.reuse and (out / "manifest.json").exists():  # trained by an earlier call: same command
         manifest = json.loads((out / "manifest.json").read_text())
-        return {"command": (out / ".command").read_text(), "minutes": 0.0,
+        written = out / ".command"  # absent when the run was trained by hand, not by this tool
+        return {"command": written.read_text() if written.exists() else f"(trained by hand: {out})",
+                "minutes": 0.0,
                 "train_seconds": manifest["metrics"]["seconds"],
                 "heldout_loss": manifest["metrics"]["heldout_loss"]}
     cmd = ["glyph", "train", "--base", a.base, "--out", str(out), "--steps", str(a.steps),
