@@ -129,16 +129,11 @@ class TrainConfig:
             raise ConfigError(f"unknown level(s) {bad}; use {','.join(LEVELS)}")
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"--fraction {self.fraction} must be in (0, 1]")
-        if self.init not in STRATEGIES:
-            raise ConfigError(f"unknown --init {self.init!r}; use {', '.join(STRATEGIES)}")
-        if self.objective not in OBJECTIVES:
-            raise ConfigError(f"unknown --objective {self.objective!r}; use "
-                              f"{', '.join(OBJECTIVES)}")
-        if self.contrast_to not in CONTRAST_TO:
-            raise ConfigError(f"unknown --contrast-to {self.contrast_to!r}; use "
-                              f"{', '.join(CONTRAST_TO)}")
-        if self.memory not in MODES:
-            raise ConfigError(f"unknown --memory {self.memory!r}; use {', '.join(MODES)}")
+        for f in fields(self):  # one-of options (--init, --objective, …): their own choices
+            choices = f.metadata.get("choices")
+            if choices and not f.metadata.get("csv") and getattr(self, f.name) not in choices:
+                raise ConfigError(f"unknown --{f.name.replace('_', '-')} "
+                                  f"{getattr(self, f.name)!r}; use {', '.join(choices)}")
         for k in ("contrast", "contrast_margin"):
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
