@@ -185,6 +185,31 @@ def test_untied_base_trains_and_keeps_rows(mini_project, tiny_untied_base):
                        pristine.get_output_embeddings().weight)
 
 
+def test_one_adapter_per_glyph_splits_shared_triggers(mini_project, tiny_base):
+    """adapters="glyph": ⟁ and 🜂 (one trigger in the registry) get an adapter each, each with
+    only its own row; the registry file is untouched and serving routes by the run's triggers."""
+    reg_file = Path(os.environ["GLYPH_REGISTRY"])
+    before = reg_file.read_bytes()
+    res = train(_cfg(mini_project / "per-glyph", tiny_base, steps=6, adapters="glyph"),
+                log=_quiet, progress=False)
+    m = json.loads((res.out / "manifest.json").read_text())
+    assert set(m["triggers"]) == {"ascent", "fire", "breath"}
+    assert {g["symbol"]: g["trigger"] for g in m["glyphs"]} == {
+        "⟁": "ascent", "🜂": "fire", "🫁": "breath"}
+    for t, gid in (("ascent", 151669), ("fire", 151670), ("breath", 151671)):
+        cfg = json.loads((res.out / "adapters" / t / "adapter_config.json").read_text())
+        assert cfg["trainable_token_indices"] == [gid]
+    steps = [json.loads(line)["trigger"] for line in (res.out / "loss.jsonl").read_text()
+             .splitlines()]
+    assert sorted(set(steps)) == ["ascent", "breath", "fire"] and len(steps) == 6
+    assert reg_file.read_bytes() == before
+    assert json.loads((res.out / "train_config.json").read_text())["adapters"] == "glyph"
+    from glyph.serving.routing import GlyphModel
+
+    gm = GlyphModel.load(res.out, registry=registry.load())
+    assert gm.triggers_in("🜂 then ⟁") == ["fire", "ascent"]
+
+
 # ---------------------------------------------------------------- determinism and resume
 def _adapter_tensors(run: Path) -> dict:
     from safetensors.torch import load_file

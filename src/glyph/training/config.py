@@ -37,6 +37,9 @@ OBJECTIVES = ("lm", "distill", "lm+distill")
 # the contrast term's wrong glyph: on another trigger (its own adapter), or a sibling on the
 # same trigger (the same adapter: only the embedding rows differ)
 CONTRAST_TO = ("trigger", "sibling")
+# what gets its own LoRA adapter: each trigger of the registry (glyphs that share a trigger
+# share one), or each glyph (its trigger becomes its name; the registry file is untouched)
+ADAPTERS = ("trigger", "glyph")
 
 
 def opt(default: Any = None, help: str = "", *, cli: bool = True, choices: tuple | None = None,
@@ -89,6 +92,9 @@ class TrainConfig:
                            "(its adapter), or a sibling on the same trigger (same adapter, "
                            "another row; a trigger with one glyph uses another trigger's)",
                            choices=CONTRAST_TO)
+    adapters: str = opt("trigger", "one LoRA adapter per registry trigger (glyphs that share a "
+                        "trigger share it) or per glyph (each its own, named after it)",
+                        choices=ADAPTERS)
     bucket: bool = opt(True, "batch scenes of similar length together (less padding)")
     balance: bool = opt(True, "give every trigger the same number of steps")
     memory: str = opt("auto", "fast (one pass), split (micro-batches), checkpoint (gradient "

@@ -1,9 +1,9 @@
 """Training as a recipe: setup → step → loop → save, readable top to bottom.
 
 What trains: the embedding rows of the glyphs (peft ``trainable_token_indices``) and one LoRA
-adapter per trigger on the family's linear layers; nothing else. Batches never mix
-triggers, so each step trains the adapter its glyphs activate plus their rows (with a
-separate learning rate). The forward pass is :class:`glyph.training.loss.GlyphLM` (logits
+adapter per trigger (or per glyph: ``adapters="glyph"``) on the family's linear layers;
+nothing else. Batches never mix triggers, so each step trains the adapter its glyphs activate
+plus their rows (with a separate learning rate). The forward pass is :class:`glyph.training.loss.GlyphLM` (logits
 only where labels exist; same maths as peft's own forward, which a test checks).
 
 peft adapters are saved with ``save_embedding_layers=False`` so an adapter holds its glyph
@@ -120,6 +120,8 @@ class Recipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         self.reg = registry.load()
+        if cfg.adapters == "glyph":
+            self.reg = self.reg.one_trigger_per_glyph()
         self.corpus = scenes.load_corpus(self.reg)
         act = {g.symbol: g for g in self.reg.active()}
         selected = [s for s in self.corpus.select(split="train", tiers=cfg.tiers,

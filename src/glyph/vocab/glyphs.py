@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -100,6 +100,18 @@ class Registry:
 
     def triggers(self) -> list[str]:
         return sorted({g.trigger for g in self.active()})
+
+    def one_trigger_per_glyph(self) -> "Registry":
+        """A copy in which every glyph is its own trigger, named after it (one adapter each);
+        the file is untouched.
+
+            >>> reg = Registry(Path("r.yaml"), glyphs=[
+            ...     Glyph("⟁", 151669, "ascent", "up", "initiation"),
+            ...     Glyph("🜂", 151670, "fire", "heat", "initiation")])
+            >>> reg.triggers(), reg.one_trigger_per_glyph().triggers()
+            (['initiation'], ['ascent', 'fire'])
+        """
+        return replace(self, glyphs=[replace(g, trigger=g.name) for g in self.glyphs])
 
     def find(self, key: str) -> Glyph | None:
         """A glyph by symbol (any presentation form) or by name, or None."""
