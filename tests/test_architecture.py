@@ -83,6 +83,25 @@ def test_modules_and_functions_stay_small():
     assert not long, long
 
 
+def test_docstring_examples_run():
+    """Every module's ``>>>`` examples hold; those that need a trained run say ``+SKIP``."""
+    import doctest
+    import importlib
+
+    failed, ran = [], 0
+    for f in sorted(SRC.rglob("*.py")):
+        if f.name == "__main__.py":  # importing it runs the CLI
+            continue
+        name = ".".join(("glyph",) + f.relative_to(SRC).with_suffix("").parts)
+        module = importlib.import_module(name.removesuffix(".__init__"))
+        res = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        ran += res.attempted
+        if res.failed:
+            failed.append(f"{name}: {res.failed} of {res.attempted} failed (printed above)")
+    assert not failed, failed
+    assert ran >= 40, f"only {ran} examples ran: were the modules found?"
+
+
 # ---------------------------------------------------------------- scoped adapters and RNG
 torch = pytest.importorskip("torch")
 

@@ -20,7 +20,7 @@ loss that the meaning shares says "the scenes do not tell glyphs apart", not "tr
 Example::
 
     >>> d = diagnose(metrics["scenes"], {"⟁": "initiation", "🜂": "initiation"})  # doctest: +SKIP
-    >>> d["glyph"]["trigger"]["accuracy"], d["glyph"]["trigger"]["chance"]
+    >>> d["glyph"]["trigger"]["accuracy"], d["glyph"]["trigger"]["chance"]  # doctest: +SKIP
     (0.38, 0.25)
 """
 from __future__ import annotations

@@ -11,7 +11,7 @@ existing rows (Qwen3 has 267 spare rows above its 151,669 tokens), to a multiple
 Example::
 
     >>> model, info = load_base(None)            # doctest: +SKIP
-    >>> info.tied, info.rows
+    >>> info.tied, info.rows  # doctest: +SKIP
     (True, 151936)
 """
 from __future__ import annotations

@@ -241,7 +241,7 @@ def load_base(base: str | None, *, log=None
     config has no ``added_tokens_decoder`` (it is rewritten on save). Example::
 
         >>> tok, where, config = load_base(None)              # doctest: +SKIP
-        >>> config["eos_token"]
+        >>> config["eos_token"]  # doctest: +SKIP
         '<|im_end|>'
     """
     if is_gguf(base):
