@@ -166,6 +166,8 @@ def test_fast_rows_checks_peft_internals_loudly(monkeypatch):
     (lambda m: json.dumps({**m, "base": {**m["base"], "rows": "many"}}), "base.rows must be"),
     (lambda m: json.dumps({k: v for k, v in m.items() if k != "glyphs"}), "glyphs must be"),
     (lambda m: json.dumps({**m, "version": 99}), "run format 99 is not supported"),
+    (lambda m: json.dumps({**m, "prompt_lead": "ignore the glyph"}), "prompt_lead must be"),
+    (lambda m: json.dumps({**m, "prompt_lead": 1}), "prompt_lead must be a JSON string"),
 ])
 def test_a_damaged_manifest_is_one_clear_error(trained_project, tmp_path, edit, says):
     from glyph.errors import ModelError

@@ -210,6 +210,36 @@ def test_one_adapter_per_glyph_splits_shared_triggers(mini_project, tiny_base):
     assert gm.triggers_in("🜂 then ⟁") == ["fire", "ascent"]
 
 
+def test_a_run_with_a_lead_keeps_it_in_training_evaluation_and_expansion(
+        mini_project, tiny_base, monkeypatch):
+    """lead=True: every training prompt starts with a newline before the glyph (so the glyph is
+    not the first token); the manifest records it, and scoring and expansion prompt the same."""
+    res = train(_cfg(mini_project / "lead", tiny_base, steps=3, lead=True), log=_quiet,
+                progress=False)
+    m = json.loads((res.out / "manifest.json").read_text())
+    assert m["prompt_lead"] == "\n"
+    from glyph.evaluation import metrics as ev
+    from glyph.evaluation.scoring import Scorer
+    from glyph.serving import expand
+    from glyph.serving.service import GlyphService
+    from glyph.training.data import build_examples
+
+    reg = registry.load()
+    corpus = scenes.load_corpus(reg)
+    svc = GlyphService.load(res.out, registry=reg, with_index=False)
+    tok = svc.model.run.tokenizer
+    ex = build_examples(reg, corpus.select(split="train")[:1], tok, 64, lead="\n")[0]
+    assert ex.ids[:2] == [tok.encode("\n", add_special_tokens=False).ids[0], 151669]
+    assert expand.plan(svc, "⟁", register="poetry", k=0).prompt.startswith("\n⟁\n⟨poetry")
+    seen = []
+    real_nll = Scorer.nll
+    monkeypatch.setattr(Scorer, "nll", lambda self, pairs, adapter: (
+        seen.extend(p for p, _ in pairs), real_nll(self, pairs, adapter))[1])
+    ev.evaluate(res.out, registry=reg, corpus=corpus, max_scenes=3, svc=svc, light=True)
+    assert seen and all(p.startswith("\n") for p in seen)
+    assert any(p.startswith("\n🫁\n") for p in seen)
+
+
 # ---------------------------------------------------------------- determinism and resume
 def _adapter_tensors(run: Path) -> dict:
     from safetensors.torch import load_file

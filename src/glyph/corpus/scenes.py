@@ -51,15 +51,26 @@ def header(register: str, level: str, lang: str) -> str:
     return f"⟨{register} · {level} · {lang}⟩\n"
 
 
-def prompt(glyphs: str, register: str, level: str, lang: str) -> str:
-    """The decompression prompt: the glyph(s) (or any text standing for them), then the header.
+# A real Qwen turns the first token of a text into an attention sink: from layer 4 on its hidden
+# state is the same whatever the token was (docs/real-run), so a glyph there can steer the text
+# only through the first layers. A run trained with a lead starts every prompt with it; its
+# manifest records which lead it was trained with, and evaluation and expansion follow it.
+LEAD = "\n"
+
+
+def prompt(glyphs: str, register: str, level: str, lang: str, lead: str = "") -> str:
+    """The decompression prompt: ``lead``, the glyph(s) (or any text standing for them), then
+    the header.
 
     Training, evaluation and ``glyph expand`` all use it; the scene text follows it.
 
     >>> prompt("⟁", "poetry", "micro", "en")
     '⟁\\n⟨poetry · micro · en⟩\\n'
+    >>> prompt("⟁", "poetry", "micro", "en", lead=LEAD)
+    '\\n⟁\\n⟨poetry · micro · en⟩\\n'
     """
-    return f"{glyphs}\n{header(register, level, lang)}" if glyphs else header(register, level, lang)
+    return lead + (f"{glyphs}\n{header(register, level, lang)}" if glyphs
+                   else header(register, level, lang))
 
 
 def heldout_by_id(scene_id: str) -> bool:
@@ -105,16 +116,16 @@ class Scene:
         d.pop("source")
         return d
 
-    def prompt(self, glyphs: str | None = None) -> str:
+    def prompt(self, glyphs: str | None = None, lead: str = "") -> str:
         """This scene's prompt with its own glyphs (or ``glyphs``: ``""`` for none)."""
         return prompt("".join(self.glyphs) if glyphs is None else glyphs, self.register,
-                      self.level, self.lang)
+                      self.level, self.lang, lead)
 
-    def meaning_prompt(self, meaning: str) -> str:
+    def meaning_prompt(self, meaning: str, lead: str = "") -> str:
         """This scene's header after a glyph's written meaning: the "prompt" way to say what
         the glyph says (evaluation compares the two; distillation teaches one with the other).
         """
-        return f"{meaning}\n{self.prompt('')}"
+        return f"{lead}{meaning}\n{self.prompt('')}"
 
 
 @dataclass

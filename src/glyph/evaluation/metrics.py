@@ -230,13 +230,15 @@ def _score_rows(scorer, scene_list, symbols, trig, meaning_prompt, measures, say
     each glyph's written meaning (the base) and the KL between own meaning and own glyph."""
     say(f"scoring {len(scene_list)} {split} scenes with no glyph, each of {len(symbols)} glyphs"
         + (" and each written meaning" if measures.meanings else ""))
-    none = scorer.nll([(s.prompt(""), s.text) for s in scene_list], None)
-    table = {g: scorer.nll([(s.prompt(g), s.text) for s in scene_list], trig[g]) for g in symbols}
+    lead = scorer.lead
+    none = scorer.nll([(s.prompt("", lead), s.text) for s in scene_list], None)
+    table = {g: scorer.nll([(s.prompt(g, lead), s.text) for s in scene_list], trig[g])
+             for g in symbols}
     nan = [float("nan")] * len(scene_list)
     meanings = {g: nan for g in symbols}
     kl_gm = nan
     if measures.meanings:
-        meanings = {g: scorer.nll([(s.meaning_prompt(meaning_prompt[g]), s.text)
+        meanings = {g: scorer.nll([(s.meaning_prompt(meaning_prompt[g], lead), s.text)
                                    for s in scene_list], None) for g in symbols}
     if measures.kl:
         say("KL between each glyph and its written meaning")
@@ -262,9 +264,10 @@ def _kl_meaning_vs_glyph(scorer, scene_list, meaning_prompt, trig) -> list[float
     out = [0.0] * len(scene_list)
     for g in sorted({s.glyph for s in scene_list}):
         idx = [i for i, s in enumerate(scene_list) if s.glyph == g]
-        kls = scorer.kl([(scene_list[i].meaning_prompt(meaning_prompt[g]),
+        kls = scorer.kl([(scene_list[i].meaning_prompt(meaning_prompt[g], scorer.lead),
                           scene_list[i].text) for i in idx], None,
-                        [(scene_list[i].prompt(g), scene_list[i].text) for i in idx], trig[g])
+                        [(scene_list[i].prompt(g, scorer.lead), scene_list[i].text)
+                         for i in idx], trig[g])
         for i, v in zip(idx, kls):
             out[i] = v
     return out
@@ -278,7 +281,7 @@ def base_preservation(gm, scorer, scene_list, symbols, n: int = 24) -> dict:
     """
     import torch
 
-    texts = [s.prompt("") + s.text for s in scene_list[:n]]
+    texts = [s.prompt("", scorer.lead) + s.text for s in scene_list[:n]]
     base = gm.run.load_base()
     forced_trigger = gm.glyphs[symbols[0]].trigger
     routed_kl, forced_kl, max_abs = [], [], 0.0

@@ -47,6 +47,7 @@ class Scorer:
         self.gm, self.batch_size, self.max_text = gm, batch_size, max_text
         self.lm = GlyphLM(gm.model, gm.manifest.base.tied)
         self.tok = gm.run.tokenizer
+        self.lead = gm.lead  # every prompt starts as the run's did in training
         self.eos = gm.family.endoftext_id
 
     def _scored(self, pairs, adapter, order, *, nll_only: bool = False):

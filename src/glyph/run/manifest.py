@@ -54,6 +54,7 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    prompt_lead: str = ""               # what every prompt starts with (corpus.scenes.LEAD)
     version: int = RUN_FORMAT
 
     @property
@@ -62,7 +63,7 @@ class Manifest:
 
     @classmethod
     def of_training(cls, *, reg, triggers: list[str], base: BaseInfo, corpus, train_scenes: int,
-                    config: dict, metrics: dict) -> "Manifest":
+                    config: dict, metrics: dict, prompt_lead: str = "") -> "Manifest":
         """The manifest of a run that just trained ``triggers`` on ``base``."""
         return cls(
             glyphs=tuple(GlyphEntry(g.symbol, g.id, g.name, g.trigger, g.kind, g.meaning)
@@ -72,7 +73,8 @@ class Manifest:
             registers=tuple(reg.registers),
             corpus={"fingerprint": corpus.fingerprint(), "train_scenes": train_scenes,
                     "heldout_scenes": len(corpus.select(split="heldout"))},
-            config=config, metrics=metrics, versions=versions(), created=now())
+            config=config, metrics=metrics, versions=versions(), created=now(),
+            prompt_lead=prompt_lead)
 
     def glyphs_of(self, trigger: str) -> list[GlyphEntry]:
         return [g for g in self.glyphs if g.trigger == trigger]
@@ -130,11 +132,14 @@ class Manifest:
         kw: dict[str, Any] = {"glyphs": tuple(glyphs), "triggers": dict(triggers), "base": base}
         for key, typ in (("tokenizer", str), ("registry", dict), ("corpus", dict),
                          ("config", dict), ("metrics", dict), ("versions", dict),
-                         ("created", str)):
+                         ("created", str), ("prompt_lead", str)):
             if key in data:
                 if not isinstance(data[key], typ):
                     raise bad(key, f"a JSON {'string' if typ is str else 'object'}")
                 kw[key] = data[key]
+        lead = kw.get("prompt_lead", "")
+        if len(lead) > 8 or lead.strip():
+            raise bad("prompt_lead", "empty or a few blank characters (a newline)")
         if not _inside(kw.get("tokenizer", "tokenizer")):
             raise bad("tokenizer", "a directory inside the run (relative, no '..')")
         regs = data.get("registers", [])

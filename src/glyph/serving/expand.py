@@ -76,7 +76,7 @@ def plan(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
     top = hits[0] if hits else None
     level = level or (top.level if top else DEFAULT_LEVEL)
     lang = lang or (top.lang if top else DEFAULT_LANG)
-    prompt = scenes.prompt(g.symbol, register, level, lang)
+    prompt = scenes.prompt(g.symbol, register, level, lang, gm.lead)
     return Expansion(glyph=g.symbol, register=register, level=level, lang=lang,
                      prompt=prompt, text="", adapter=g.trigger, scenes=hits)
 
@@ -100,7 +100,8 @@ def expand_batch(svc, prompts: list[str], **gen) -> list:
     for p in prompts:
         sym = gm.canonical(p.strip())
         if sym in gm.glyphs:
-            texts.append(scenes.prompt(sym, gm.registers[0], DEFAULT_LEVEL, DEFAULT_LANG))
+            texts.append(scenes.prompt(sym, gm.registers[0], DEFAULT_LEVEL, DEFAULT_LANG,
+                                       gm.lead))
         else:
             texts.append(p)
     return gm.generate(texts, **gen)

@@ -186,7 +186,8 @@ class SceneIndex:
 
 def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
           glyph_method: str = DEFAULT_GLYPH_VECTORS, scene_method: str = DEFAULT_SCENE_VECTORS,
-          kind: str = "auto", log: Callable[[str], None] | None = None) -> SceneIndex:
+          kind: str = "auto", log: Callable[[str], None] | None = None,
+          lead: str = "") -> SceneIndex:
     """Embed the scenes of ``glyphs`` (GlyphEntries) and the glyphs; save ``RUN/index/``.
 
     ``encode`` turns ``(prefix, text)`` pairs into vectors (see :data:`Encoder`).
@@ -209,7 +210,7 @@ def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
     centred, styles = SCENE_VECTORS[scene_method](raw, scene_list)
     unit_vecs = unit(centred).astype("float32")
     vectors = glyph_vectors(encode, glyphs, scene_list, unit_vecs, glyph_method, list(registers),
-                            center)
+                            center, lead)
     vectors["__center__"] = center[0].astype("float32")
     for k, v in styles.items():
         vectors[f"__center__/{k}"] = v.astype("float32")

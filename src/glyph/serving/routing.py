@@ -63,6 +63,7 @@ class GlyphModel:
         self.family = self.manifest.family
         self.glyphs: dict[str, GlyphEntry] = {g.symbol: g for g in self.manifest.glyphs}
         self.triggers: list[str] = list(self.manifest.triggers)
+        self.lead = self.manifest.prompt_lead  # what the run's prompts start with
         self.registers: list[str] = list(registers or self.manifest.registers or DEFAULT_REGISTERS)
 
     # ------------------------------------------------------------ loading

@@ -64,7 +64,7 @@ class GlyphService:
         base = self.run.manifest().base
         encode = cached_encoder(self.model.hidden, f"{base.family}-{base.fingerprint}")
         self.index = build(self.run.path, encode, list(self.model.glyphs.values()), corpus,
-                           self.model.registers, log=log, **kw)
+                           self.model.registers, log=log, lead=self.model.lead, **kw)
         return self.index
 
     # ------------------------------------------------------------ generation

@@ -78,28 +78,28 @@ def _mean_centred(raw, scene_list):
 SCENE_VECTORS = {"style-centred": centre_by_style, "mean-centred": _mean_centred}
 
 
-def _centroid(encode, glyph, scene_list, unit_vecs, regs, center):
+def _centroid(encode, glyph, scene_list, unit_vecs, regs, center, lead):
     rows = [i for i, s in enumerate(scene_list)
             if s.glyph == glyph.symbol and s.split == "train" and s.register in regs]
     return unit_vecs[rows].mean(0) if rows else None
 
 
-def _prompt(encode, glyph, scene_list, unit_vecs, regs, center):
+def _prompt(encode, glyph, scene_list, unit_vecs, regs, center, lead):
     from ..corpus import scenes as sc
 
-    prompts = [(sc.prompt(glyph.symbol, r, lv, lang), "") for r in regs for lv in sc.LEVELS
+    prompts = [(sc.prompt(glyph.symbol, r, lv, lang, lead), "") for r in regs for lv in sc.LEVELS
                for lang in sorted({s.lang for s in scene_list})]
     _, last = encode(prompts, adapter=glyph.trigger)
     return unit(last - center).mean(0)
 
 
 #: how a glyph becomes a vector: name → ``(encode, glyph, scenes, unit scene vectors,
-#: registers, centre) -> vector or None``
+#: registers, centre, the run's prompt lead) -> vector or None``
 GLYPH_VECTORS = {"centroid": _centroid, "prompt": _prompt}
 
 
 def glyph_vectors(encode: Encoder, glyphs, scene_list, unit_scene_vecs, method: str, registers,
-                  center) -> dict:
+                  center, lead: str = "") -> dict:
     """``{glyph_key: unit vector}`` for every glyph, overall and per register."""
     import numpy as np
 
@@ -111,7 +111,7 @@ def glyph_vectors(encode: Encoder, glyphs, scene_list, unit_scene_vecs, method: 
     for g in glyphs:
         groups = {None: list(registers)} | {r: [r] for r in registers}
         for reg, regs in groups.items():
-            v = make(encode, g, scene_list, unit_scene_vecs, regs, center)
+            v = make(encode, g, scene_list, unit_scene_vecs, regs, center, lead)
             if v is not None:
                 out[glyph_key(g.symbol, reg)] = unit(np.asarray(v, dtype="float32"))
     return out

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..corpus.scenes import LEVELS, TIERS
+from ..corpus.scenes import LEAD, LEVELS, TIERS
 from ..errors import ConfigError
 from ..model.rows import DEFAULT_INIT, STRATEGIES
 from .memory import MODES
@@ -95,6 +95,8 @@ class TrainConfig:
     adapters: str = opt("trigger", "one LoRA adapter per registry trigger (glyphs that share a "
                         "trigger share it) or per glyph (each its own, named after it)",
                         choices=ADAPTERS)
+    lead: bool = opt(False, "start every prompt with a newline so the glyph is never the first "
+                     "token, which a real Qwen turns into an attention sink")
     bucket: bool = opt(True, "batch scenes of similar length together (less padding)")
     balance: bool = opt(True, "give every trigger the same number of steps")
     memory: str = opt("auto", "fast (one pass), split (micro-batches), checkpoint (gradient "
@@ -156,6 +158,11 @@ class TrainConfig:
         if self.epochs is not None:
             return self.epochs
         return DEFAULT_EPOCHS if self.base is None else REAL_BASE_EPOCHS
+
+    @property
+    def prompt_lead(self) -> str:
+        """What every prompt of the run starts with."""
+        return LEAD if self.lead else ""
 
     @property
     def time_budget(self) -> float | None:

@@ -29,40 +29,44 @@ class Example:
     scene: object = None                            # the Scene (prompts for other glyphs)
     teacher_ids: list[int] = field(default_factory=list)     # written meaning + header + text
     teacher_labels: list[int] = field(default_factory=list)
+    lead: str = ""                                  # what every prompt starts with
 
     def with_prompt(self, tok, glyphs: str) -> "Example":
         """The same labelled text after another glyph's prompt (the contrast term's input)."""
-        p = tok.encode(self.scene.prompt(glyphs), add_special_tokens=False).ids
+        p = tok.encode(self.scene.prompt(glyphs, self.lead), add_special_tokens=False).ids
         return Example(self.scene_id, "", p + self.text, [IGNORE] * len(p) + self.text,
-                       self.text, self.scene)
+                       self.text, self.scene, lead=self.lead)
 
     def teacher(self) -> "Example":
         return Example(self.scene_id, "", self.teacher_ids, self.teacher_labels, self.text)
 
 
 def encode_example(tok, scene, glyph_str: str, trigger: str, max_len: int, eos: int,
-                   meaning: str | None = None) -> Example:
+                   meaning: str | None = None, lead: str = "") -> Example:
     """prompt (glyphs + register/level) → scene text + ``eos``; labels only on the text.
 
     With ``meaning``, also the teacher's sequence for context distillation: the glyph's
     written meaning before the same header, then exactly the same labelled tokens.
     """
-    p = tok.encode(scene.prompt(glyph_str), add_special_tokens=False).ids
+    p = tok.encode(scene.prompt(glyph_str, lead), add_special_tokens=False).ids
     t = (tok.encode(scene.text, add_special_tokens=False).ids + [eos])[: max(0, max_len - len(p))]
-    ex = Example(scene.id, trigger, p + t, [IGNORE] * len(p) + t, t, scene)
+    ex = Example(scene.id, trigger, p + t, [IGNORE] * len(p) + t, t, scene, lead=lead)
     if meaning is not None:
-        tp = tok.encode(scene.meaning_prompt(meaning), add_special_tokens=False).ids
+        tp = tok.encode(scene.meaning_prompt(meaning, lead), add_special_tokens=False).ids
         ex.teacher_ids, ex.teacher_labels = tp + t, [IGNORE] * len(tp) + t
     return ex
 
 
-def build_examples(reg, selected, tok, max_len: int, *, teacher: bool = False) -> list[Example]:
+def build_examples(reg, selected, tok, max_len: int, *, teacher: bool = False,
+                   lead: str = "") -> list[Example]:
     """One example per scene, with its own glyphs and its glyph's trigger (``teacher``: and
-    the written-meaning sequence context distillation needs)."""
+    the written-meaning sequence context distillation needs); every prompt starts with
+    ``lead``."""
     by_symbol = {g.symbol: g for g in reg.active()}
     eos = reg.family.endoftext_id
     return [encode_example(tok, s, "".join(s.glyphs), by_symbol[s.glyph].trigger, max_len, eos,
-                           by_symbol[s.glyph].meaning if teacher else None) for s in selected]
+                           by_symbol[s.glyph].meaning if teacher else None, lead)
+            for s in selected]
 
 
 def _batches(idx: list[int], examples: list[Example], batch_size: int, rng: random.Random,

@@ -156,8 +156,9 @@ class Recipe:
         self.accelerator.wait_for_everyone()
         self.tok = tok = sources.load(self.run.tokenizer_dir)
         teacher = cfg.objective != "lm"
-        self.examples = build_examples(reg, self.selected, tok, cfg.max_len, teacher=teacher)
-        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len)
+        self.examples = build_examples(reg, self.selected, tok, cfg.max_len, teacher=teacher,
+                                       lead=cfg.prompt_lead)
+        self.held = build_examples(reg, self.held_scenes, tok, cfg.max_len, lead=cfg.prompt_lead)
         self.plan = schedule(self.examples, cfg.batch_size, cfg.seed, steps=cfg.steps,
                              epochs=cfg.total_epochs, bucket=cfg.bucket, balance=cfg.balance)
         self.pad_id = reg.family.endoftext_id
@@ -363,7 +364,8 @@ class Recipe:
         if self.main:
             manifest = Manifest.of_training(
                 reg=self.reg, triggers=self.triggers, base=self.info, corpus=self.corpus,
-                train_scenes=len(self.selected), config=self.cfg.to_dict(), metrics=metrics)
+                train_scenes=len(self.selected), config=self.cfg.to_dict(), metrics=metrics,
+                prompt_lead=self.cfg.prompt_lead)
             self.run.publish(manifest, peft_model=self.peft_model,
                              loss_log=self.loss_log)
         self.accelerator.wait_for_everyone()
