@@ -143,8 +143,10 @@ def tiny_untied_base(tmp_path_factory, glyph_home) -> Path:
 def train_config(out: Path, base: Path, **kw):
     from glyph.training.config import TrainConfig
 
+    # adapters per trigger: the mini registry's ⟁ and 🜂 share one, which many tests rely on
     args = dict(out=str(out), base=str(base), steps=24, batch_size=4, lr=5e-3, embedding_lr=5e-2,
-                eval_every=8, save_every=8, lora_r=4, lora_alpha=8, max_len=64)
+                eval_every=8, save_every=8, lora_r=4, lora_alpha=8, max_len=64,
+                adapters="trigger")
     args.update(kw)
     return TrainConfig(**args)
 

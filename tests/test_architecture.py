@@ -218,7 +218,7 @@ def test_train_options_come_from_the_config():
     (dict(steps=3, epochs=1.0), "either --steps or --epochs"), (dict(lr=0), "--lr must be"),
     (dict(batch_size=0), "--batch-size must be"), (dict(tiers=("moon",)), "unknown tier"),
     (dict(fraction=1.5), "--fraction 1.5"), (dict(init="zeros"), "unknown --init"),
-    (dict(adapters="scene"), "unknown --adapters 'scene'; use trigger, glyph"),
+    (dict(adapters="scene"), "unknown --adapters 'scene'; use auto, trigger, glyph"),
 ])
 def test_train_config_is_checked_when_made(kw, says):
     from glyph.errors import ConfigError

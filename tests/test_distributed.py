@@ -42,7 +42,8 @@ def _launch(out: Path, base: Path, *extra: str, env: dict | None = None):
            "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
            str(_free_port()), str(LAUNCHER), "train", "--out", str(out), "--base", str(base),
            "--steps", "12", "--batch-size", "4", "--lr", "5e-2", "--embedding-lr", "5e-1",
-           "--lora-r", "4", "--max-len", "64", "--save-every", "4", "--eval-every", "4", *extra]
+           "--lora-r", "4", "--max-len", "64", "--save-every", "4", "--eval-every", "4",
+           "--adapters", "trigger", *extra]
     return subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
                           capture_output=True, text=True, timeout=600)
 

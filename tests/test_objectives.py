@@ -195,6 +195,11 @@ def test_a_time_budget_cuts_the_schedule_after_measuring(mini_project, tiny_base
     assert TrainConfig(out=Path("x")).time_budget is None           # the embedded default
     assert TrainConfig(out=Path("x"), base="b").time_budget == REAL_BASE_MINUTES
     assert TrainConfig(out=Path("x"), base="b", steps=9).time_budget is None
+    # one adapter per glyph on a --base (measured there), per trigger on the embedded default
+    assert TrainConfig(out=Path("x"), base="b").adapter_per_glyph
+    assert not TrainConfig(out=Path("x")).adapter_per_glyph
+    assert not TrainConfig(out=Path("x"), base="b", adapters="trigger").adapter_per_glyph
+    assert TrainConfig(out=Path("x"), adapters="glyph").adapter_per_glyph
     said = []
     res = train(train_config(mini_project / "tb", tiny_base, steps=24, max_minutes=1e-5),
                 log=said.append, progress=False)

@@ -38,8 +38,11 @@ OBJECTIVES = ("lm", "distill", "lm+distill")
 # same trigger (the same adapter: only the embedding rows differ)
 CONTRAST_TO = ("trigger", "sibling")
 # what gets its own LoRA adapter: each trigger of the registry (glyphs that share a trigger
-# share one), or each glyph (its trigger becomes its name; the registry file is untouched)
-ADAPTERS = ("trigger", "glyph")
+# share one), or each glyph (its trigger becomes its name; the registry file is untouched).
+# auto: per glyph on a --base — on the real base it raised held-out specificity from 0.23 to
+# 0.57 at the default budget (docs/real-run) — and per trigger on the embedded default, where
+# it was not measured
+ADAPTERS = ("auto", "trigger", "glyph")
 
 
 def opt(default: Any = None, help: str = "", *, cli: bool = True, choices: tuple | None = None,
@@ -92,8 +95,9 @@ class TrainConfig:
                            "(its adapter), or a sibling on the same trigger (same adapter, "
                            "another row; a trigger with one glyph uses another trigger's)",
                            choices=CONTRAST_TO)
-    adapters: str = opt("trigger", "one LoRA adapter per registry trigger (glyphs that share a "
-                        "trigger share it) or per glyph (each its own, named after it)",
+    adapters: str = opt("auto", "one LoRA adapter per registry trigger (glyphs that share a "
+                        "trigger share it), per glyph (each its own, named after it), or auto: "
+                        "per glyph on a --base, per trigger on the embedded default",
                         choices=ADAPTERS)
     lead: bool = opt(False, "start every prompt with a newline so the glyph is never the first "
                      "token, which a real Qwen turns into an attention sink")
@@ -158,6 +162,11 @@ class TrainConfig:
         if self.epochs is not None:
             return self.epochs
         return DEFAULT_EPOCHS if self.base is None else REAL_BASE_EPOCHS
+
+    @property
+    def adapter_per_glyph(self) -> bool:
+        """Whether every glyph gets its own adapter (``adapters``, with ``auto`` resolved)."""
+        return self.adapters == "glyph" or self.adapters == "auto" and self.base is not None
 
     @property
     def prompt_lead(self) -> str:

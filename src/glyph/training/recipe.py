@@ -120,7 +120,7 @@ class Recipe:
     def _setup_data(self) -> None:
         cfg = self.cfg
         self.reg = registry.load()
-        if cfg.adapters == "glyph":
+        if cfg.adapter_per_glyph:
             self.reg = self.reg.one_trigger_per_glyph()
         self.corpus = scenes.load_corpus(self.reg)
         act = {g.symbol: g for g in self.reg.active()}
