@@ -188,6 +188,20 @@ def test_teacher_states_are_the_base_with_the_meaning(mini_project, tiny_base):
     assert Path(r.run.path).name == "t"
 
 
+def test_adapters_are_per_glyph_on_a_base_and_per_trigger_on_the_default():
+    """auto: one adapter per glyph on a --base (measured there), per trigger on the embedded
+    default; a config saved before the option resumes per trigger, as it trained."""
+    from glyph.training.config import TrainConfig
+
+    assert TrainConfig(out=Path("x"), base="b").adapter_per_glyph
+    assert not TrainConfig(out=Path("x")).adapter_per_glyph
+    assert not TrainConfig(out=Path("x"), base="b", adapters="trigger").adapter_per_glyph
+    assert TrainConfig(out=Path("x"), adapters="glyph").adapter_per_glyph
+    old = TrainConfig(out=Path("x"), base="b").to_dict()
+    del old["adapters"]
+    assert TrainConfig.from_dict(old).adapters == "trigger"
+
+
 def test_a_time_budget_cuts_the_schedule_after_measuring(mini_project, tiny_base):
     from glyph.training.config import REAL_BASE_MINUTES, TrainConfig
     from glyph.training.recipe import TIME_PROBE_STEPS
@@ -195,11 +209,6 @@ def test_a_time_budget_cuts_the_schedule_after_measuring(mini_project, tiny_base
     assert TrainConfig(out=Path("x")).time_budget is None           # the embedded default
     assert TrainConfig(out=Path("x"), base="b").time_budget == REAL_BASE_MINUTES
     assert TrainConfig(out=Path("x"), base="b", steps=9).time_budget is None
-    # one adapter per glyph on a --base (measured there), per trigger on the embedded default
-    assert TrainConfig(out=Path("x"), base="b").adapter_per_glyph
-    assert not TrainConfig(out=Path("x")).adapter_per_glyph
-    assert not TrainConfig(out=Path("x"), base="b", adapters="trigger").adapter_per_glyph
-    assert TrainConfig(out=Path("x"), adapters="glyph").adapter_per_glyph
     said = []
     res = train(train_config(mini_project / "tb", tiny_base, steps=24, max_minutes=1e-5),
                 log=said.append, progress=False)

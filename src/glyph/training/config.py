@@ -199,4 +199,6 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"train_config.json has unknown key(s) {sorted(unknown)}; it was "
                               "written by another glyph version: start the run again")
-        return cls(**{**data, **override})
+        # saved before --adapters existed: it trained one adapter per trigger, and a resume
+        # must rebuild the same adapters
+        return cls(**{"adapters": "trigger", **data, **override})
