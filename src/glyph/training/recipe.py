@@ -1,10 +1,11 @@
 """Training as a recipe: setup → step → loop → save, readable top to bottom.
 
 What trains: the embedding rows of the glyphs (peft ``trainable_token_indices``) and one LoRA
-adapter per trigger (or per glyph: ``adapters="glyph"``) on the family's linear layers;
-nothing else. Batches never mix triggers, so each step trains the adapter its glyphs activate
-plus their rows (with a separate learning rate). The forward pass is :class:`glyph.training.loss.GlyphLM` (logits
-only where labels exist; same maths as peft's own forward, which a test checks).
+adapter per trigger on the family's linear layers — every glyph its own trigger when
+``TrainConfig.adapter_per_glyph`` — nothing else. Batches never mix triggers, so each step
+trains the adapter its glyphs activate plus their rows (with a separate learning rate). The
+forward pass is :class:`glyph.training.loss.GlyphLM` (logits only where labels exist; same
+maths as peft's own forward, which a test checks).
 
 peft adapters are saved with ``save_embedding_layers=False`` so an adapter holds its glyph
 rows + LoRA, never a full embedding matrix.
