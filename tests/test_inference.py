@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 
 from glyph.cli import main  # noqa: E402
 from glyph.errors import ConfigError, NotFound  # noqa: E402
-from glyph.serving import faiss_index, index, vectors  # noqa: E402
+from glyph.serving import faiss_index, index, vectors, whitening  # noqa: E402
 from glyph.serving.service import GlyphService  # noqa: E402
 from glyph.vocab import registry  # noqa: E402
 
@@ -45,6 +45,8 @@ def test_index_files_and_metadata(project):
     idx = index.SceneIndex.load(project.run)
     assert idx.index.ntotal == len(idx.meta) == 42  # every scene of the 3 glyphs
     assert idx.info["kind"] == "flat" and idx.info["glyph_vectors"] == "centroid"
+    assert idx.info["scene_vectors"] == "glyph-whitened"  # the default, and how it was chosen
+    assert idx.info["whitening"]["shrinkage"] in whitening.SHRINKAGE
     v = idx.glyph_vector("⟁")
     assert abs(float((v ** 2).sum()) - 1) < 1e-5
 
@@ -157,6 +159,76 @@ def test_style_centring_removes_style_and_keeps_topic():
         same_style_other_topic = max(sim[q, j] for j, s in enumerate(scenes)
                                      if s.register == "poetry" and s.topic == 1)
         assert (other_style_same_topic > same_style_other_topic) == same_topic_wins
+
+
+def _glyph_scenes(rng, n_per_glyph=30, glyphs=4, dim=12):
+    """Glyphs told apart by a faint direction each; two loud directions vary within a glyph."""
+    import numpy as np
+    from types import SimpleNamespace as NS
+
+    scenes, rows = [], []
+    for g in range(glyphs):
+        for i in range(n_per_glyph):
+            v = 0.3 * rng.normal(size=dim)
+            v[g] += 1.0                                # what the glyph is about: faint
+            v[-2:] += 12 * rng.normal(size=2)          # wording, length: loud, glyph-blind
+            rows.append(v)
+            scenes.append(NS(glyph=f"g{g}", lang="en", register="poetry", level="micro",
+                             split="heldout" if i % 5 == 0 else "train"))
+    return np.stack(rows).astype("float32"), scenes
+
+
+def _scene_accuracy(space, scenes, split):
+    """Per scene of ``split``: is the nearest training centroid its own glyph's?"""
+    import numpy as np
+
+    u = vectors.unit(space.vectors)
+    names = sorted({s.glyph for s in scenes})
+    cents = vectors.unit(np.stack([u[[i for i, s in enumerate(scenes) if s.glyph == g
+                                      and s.split == "train"]].mean(0) for g in names]))
+    rows = [i for i, s in enumerate(scenes) if s.split == split]
+    return float(np.mean([names[int(np.argmax(cents @ u[i]))] == scenes[i].glyph
+                          for i in rows]))
+
+
+def test_glyph_whitening_lets_the_faint_glyph_directions_decide():
+    """Loud within-glyph variation drowns the glyph signal under plain cosine; whitened by the
+    within-glyph spread of the training scenes, held-out scenes find their own glyph."""
+    import numpy as np
+
+    raw, scenes = _glyph_scenes(np.random.default_rng(0))
+    plain = vectors.SCENE_VECTORS["style-centred"](raw, scenes)
+    white = vectors.SCENE_VECTORS["glyph-whitened"](raw, scenes)
+    assert white.notes["whitening"]["shrinkage"] in whitening.SHRINKAGE
+    assert _scene_accuracy(plain, scenes, "heldout") < 0.6
+    assert _scene_accuracy(white, scenes, "heldout") > 0.9
+    # a glyph prompt vector lands in the same space as the scenes
+    assert np.allclose(white.project(raw[:3]), (raw[:3] - raw.mean(0)) @ whitening.fit(
+        plain.vectors, [s.glyph for s in scenes], [s.split == "train" for s in scenes]
+    ).transform, atol=1e-4)
+
+
+def test_glyph_whitening_learns_from_training_scenes_only():
+    """Held-out labels never enter the fit: relabelling them leaves the transform unchanged."""
+    import numpy as np
+
+    raw, scenes = _glyph_scenes(np.random.default_rng(1))
+    labels = [s.glyph for s in scenes]
+    train = [s.split == "train" for s in scenes]
+    shuffled = [g if t else "g0" for g, t in zip(labels, train)]
+    a, b = whitening.fit(raw, labels, train), whitening.fit(raw, shuffled, train)
+    assert np.array_equal(a.transform, b.transform) and a.shrinkage == b.shrinkage
+
+
+def test_glyph_whitening_needs_two_glyphs_and_enough_scenes():
+    """Nothing to learn: the vectors stay style-centred and the index says so."""
+    import numpy as np
+
+    raw, scenes = _glyph_scenes(np.random.default_rng(2), n_per_glyph=30, glyphs=1)
+    space = vectors.SCENE_VECTORS["glyph-whitened"](raw, scenes)
+    assert space.notes == {"whitening": None}
+    assert np.allclose(space.vectors, vectors.SCENE_VECTORS["style-centred"](raw, scenes).vectors)
+    assert whitening.fit(raw[:6], [0, 1] * 3, [True] * 6) is None  # 6 < 2 per fold x 5 folds
 
 
 # ---------------------------------------------------------------- routing and generation

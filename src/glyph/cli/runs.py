@@ -20,7 +20,8 @@ def index_group() -> None:
 @click.argument("run", type=SafePath(file_okay=False, path_type=Path), required=False)
 @click.option("--glyph-vectors", type=click.Choice(["centroid", "prompt"]), default=None,
               help=f"how a glyph becomes a vector {_VECTOR_DEFAULT}")
-@click.option("--scene-vectors", type=click.Choice(["style-centred", "mean-centred"]),
+@click.option("--scene-vectors",
+              type=click.Choice(["glyph-whitened", "style-centred", "mean-centred"]),
               default=None, help=f"how scene vectors are centred {_VECTOR_DEFAULT}")
 @click.option("--kind", type=click.Choice(["auto", "flat", "ivf", "hnsw"]), default="auto",
               show_default=True, help="FAISS index type; auto = exact up to 20k scenes")

@@ -5,7 +5,9 @@ Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
 - a **scene** is the mean of the base model's last hidden states over the scene's text
   (prompt = its header only: no glyph, no adapter, so a scene is embedded the same way whether
   or not it was trained on), centred on the mean of its *style group* (language · register ·
-  level; ``scene_vectors="mean-centred"``: on the corpus mean) and L2-normalised;
+  level), whitened by how training scenes vary within one glyph (``serving.whitening``;
+  ``scene_vectors="style-centred"`` stops before that, ``"mean-centred"`` centres on the
+  corpus mean only) and L2-normalised;
 - a **glyph** is, with ``glyph_vectors="centroid"`` (default), the normalised mean of the
   vectors of its *training* scenes; with ``"prompt"``, the last hidden state of
   ``glyph + header`` under the glyph's adapter, averaged over registers, levels and
@@ -206,16 +208,15 @@ def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
     if log:
         log(f"embedding {len(scene_list)} scenes with the base model of {run}")
     raw = scene_vectors(encode, scene_list)
-    center = raw.mean(0, keepdims=True)
-    centred, styles = SCENE_VECTORS[scene_method](raw, scene_list)
-    unit_vecs = unit(centred).astype("float32")
+    space = SCENE_VECTORS[scene_method](raw, scene_list)
+    unit_vecs = unit(space.vectors).astype("float32")
     vectors = glyph_vectors(encode, glyphs, scene_list, unit_vecs, glyph_method, list(registers),
-                            center, lead)
-    vectors["__center__"] = center[0].astype("float32")
-    for k, v in styles.items():
+                            space.project, lead)
+    vectors["__center__"] = raw.mean(0).astype("float32")
+    for k, v in space.centres.items():
         vectors[f"__center__/{k}"] = v.astype("float32")
     index = make_faiss_index(unit_vecs, kind=kind)
-    info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method,
+    info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method, **space.notes,
             "kind": index_kind(index), "dim": int(unit_vecs.shape[1]), "scenes": len(scene_list),
             "corpus": corpus.fingerprint(), "run": str(Path(run).resolve()),
             "nprobe": getattr(index, "nprobe", None), "seconds": round(time.time() - t0, 1)}

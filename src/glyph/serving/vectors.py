@@ -2,21 +2,25 @@
 
 Every recipe takes an *encoder* — ``encode(pairs, adapter=None) -> (mean over text tokens,
 last token)`` — so this module knows nothing about models (``GlyphModel.hidden`` is the one
-glyph uses). Recipes are tables: :data:`SCENE_VECTORS` (how raw scene vectors are centred)
-and :data:`GLYPH_VECTORS` (how a glyph becomes a vector); adding one touches one place.
+glyph uses). Recipes are tables: :data:`SCENE_VECTORS` (how raw scene vectors become index
+vectors: centred by style, then whitened by glyph) and :data:`GLYPH_VECTORS` (how a glyph
+becomes a vector); adding one touches one place.
 
 Example::
 
-    >>> raw = scene_vectors(gm.hidden, scene_list)                   # doctest: +SKIP
-    >>> centred, styles = SCENE_VECTORS["style-centred"](raw, scene_list)   # doctest: +SKIP
+    >>> raw = scene_vectors(gm.hidden, scene_list)                        # doctest: +SKIP
+    >>> space = SCENE_VECTORS["glyph-whitened"](raw, scene_list)          # doctest: +SKIP
+    >>> space.vectors.shape, space.notes["whitening"]["shrinkage"]       # doctest: +SKIP
+    ((1344, 896), 0.3)
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from ..errors import ConfigError
 
-DEFAULT_SCENE_VECTORS = "style-centred"  # chosen by measurement: benchmarks/expand.md
+DEFAULT_SCENE_VECTORS = "glyph-whitened"  # chosen by measurement: benchmarks/expand.md
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
 
 
@@ -70,36 +74,67 @@ def centre_by_style(raw, scene_list):
     return x, centres
 
 
-def _mean_centred(raw, scene_list):
-    return raw - raw.mean(0, keepdims=True), {}
+@dataclass
+class SceneSpace:
+    """Scene vectors in the index's space, and how to bring another base vector there."""
+
+    vectors: Any              # (scenes, d), not yet normalised
+    centres: dict             # style group -> its mean (saved beside the index)
+    project: Callable         # raw base vectors (n, d) -> the same space (glyph prompt vectors)
+    notes: dict = field(default_factory=dict)  # what the recipe chose; kept in the index info
 
 
-#: how raw scene vectors are centred: name → ``(raw, scenes) -> (centred, style centres)``
-SCENE_VECTORS = {"style-centred": centre_by_style, "mean-centred": _mean_centred}
+def _mean_centred(raw, scene_list) -> SceneSpace:
+    mean = raw.mean(0, keepdims=True)
+    return SceneSpace(raw - mean, {}, lambda v: v - mean)
 
 
-def _centroid(encode, glyph, scene_list, unit_vecs, regs, center, lead):
+def _style_centred(raw, scene_list) -> SceneSpace:
+    x, centres = centre_by_style(raw, scene_list)
+    mean = raw.mean(0, keepdims=True)
+    return SceneSpace(x, centres, lambda v: v - mean)
+
+
+def _glyph_whitened(raw, scene_list) -> SceneSpace:
+    """Style-centred, then whitened by the spread of training scenes within a glyph."""
+    from . import whitening
+
+    space = _style_centred(raw, scene_list)
+    w = whitening.fit(space.vectors, [s.glyph for s in scene_list],
+                      [s.split == "train" for s in scene_list])
+    if w is None:  # one glyph or a handful of scenes: nothing to learn, style-centred as is
+        return SceneSpace(space.vectors, space.centres, space.project, {"whitening": None})
+    return SceneSpace(space.vectors @ w.transform, space.centres,
+                      lambda v: space.project(v) @ w.transform, w.notes())
+
+
+#: how raw scene vectors become index vectors: name → ``(raw, scenes) -> SceneSpace``
+SCENE_VECTORS = {"glyph-whitened": _glyph_whitened, "style-centred": _style_centred,
+                 "mean-centred": _mean_centred}
+
+
+def _centroid(encode, glyph, scene_list, unit_vecs, regs, project, lead):
     rows = [i for i, s in enumerate(scene_list)
             if s.glyph == glyph.symbol and s.split == "train" and s.register in regs]
     return unit_vecs[rows].mean(0) if rows else None
 
 
-def _prompt(encode, glyph, scene_list, unit_vecs, regs, center, lead):
+def _prompt(encode, glyph, scene_list, unit_vecs, regs, project, lead):
     from ..corpus import scenes as sc
 
     prompts = [(sc.prompt(glyph.symbol, r, lv, lang, lead), "") for r in regs for lv in sc.LEVELS
                for lang in sorted({s.lang for s in scene_list})]
     _, last = encode(prompts, adapter=glyph.trigger)
-    return unit(last - center).mean(0)
+    return unit(project(last)).mean(0)
 
 
 #: how a glyph becomes a vector: name → ``(encode, glyph, scenes, unit scene vectors,
-#: registers, centre, the run's prompt lead) -> vector or None``
+#: registers, the scene space's ``project``, the run's prompt lead) -> vector or None``
 GLYPH_VECTORS = {"centroid": _centroid, "prompt": _prompt}
 
 
 def glyph_vectors(encode: Encoder, glyphs, scene_list, unit_scene_vecs, method: str, registers,
-                  center, lead: str = "") -> dict:
+                  project, lead: str = "") -> dict:
     """``{glyph_key: unit vector}`` for every glyph, overall and per register."""
     import numpy as np
 
@@ -111,7 +146,7 @@ def glyph_vectors(encode: Encoder, glyphs, scene_list, unit_scene_vecs, method: 
     for g in glyphs:
         groups = {None: list(registers)} | {r: [r] for r in registers}
         for reg, regs in groups.items():
-            v = make(encode, g, scene_list, unit_scene_vecs, regs, center, lead)
+            v = make(encode, g, scene_list, unit_scene_vecs, regs, project, lead)
             if v is not None:
                 out[glyph_key(g.symbol, reg)] = unit(np.asarray(v, dtype="float32"))
     return out
