@@ -6,8 +6,10 @@ Three parts, each runnable alone:
   against exact search, at 10k / 100k / 1M synthetic *clustered* unit vectors of the default
   model's width (128), for exact, IVF (nprobe sweep) and HNSW (efSearch sweep) indexes, and
   the index ``glyph.serving.faiss_index.make_faiss_index`` picks automatically;
-- ``vectors``: which scene / glyph vectors retrieve a glyph's held-out scenes best (recall@1/5
-  over the held-out pool) on the default run — the measurement behind the index's default;
+- ``vectors``: which scene / glyph vectors retrieve held-out scenes best (per-scene: the
+  nearest glyph vector is the scene's own; recall@1/5 over the held-out pool) on the default
+  run or ``--run`` (a real base's run gets its own section) — the measurement behind the
+  index's default;
 - ``expand``: warm ``expand`` latency split into retrieval and generation, and a batch of 16
   mixed-adapter prompts in one pass vs the same prompts one by one.
 
@@ -117,10 +119,10 @@ def bench_faiss(sizes, n_queries: int, noise: float = NOISE) -> list[dict]:
     return rows
 
 
-def bench_vectors(run: Path) -> list[dict]:
-    """Held-out retrieval quality of each glyph-vector method on a trained run."""
+def bench_vectors(run: Path, glyph_methods: list[str]) -> tuple[str, list[dict]]:
+    """Held-out retrieval quality of each scene- and glyph-vector method on a trained run."""
     from glyph.corpus import scenes
-    from glyph.evaluation.metrics import retrieval
+    from glyph.evaluation.metrics import retrieval, scene_retrieval
     from glyph.serving import vectors
     from glyph.serving.service import GlyphService
     from glyph.vocab import registry
@@ -132,15 +134,18 @@ def bench_vectors(run: Path) -> list[dict]:
     syms = sorted(svc.model.glyphs)
     rows = []
     for scene_method in vectors.SCENE_VECTORS:
-        for method in vectors.GLYPH_VECTORS:
+        for method in glyph_methods:
             t = time.perf_counter()
             idx = svc.build_index(corpus, glyph_method=method, scene_method=scene_method)
             r = retrieval(idx, held, syms)["overall"]
-            rows.append(dict(scene=scene_method, method=method,
+            per_scene = scene_retrieval(idx, held, syms)["overall"]
+            rows.append(dict(scene=scene_method, method=method, scenes=per_scene["scenes"],
+                             scene_accuracy=per_scene["accuracy"],
+                             shrinkage=(idx.info.get("whitening") or {}).get("shrinkage"),
                              seconds=time.perf_counter() - t, **r))
             print(rows[-1], file=sys.stderr, flush=True)
     svc.build_index(corpus)  # leave the default behind
-    return rows
+    return svc.run.manifest().base.name, rows
 
 
 def bench_expand(run: Path, repeats: int) -> dict:
@@ -179,6 +184,11 @@ def bench_expand(run: Path, repeats: int) -> dict:
                 new_tokens=64, adapters=sorted({t for g in batch for t in g.triggers}) + ["base"])
 
 
+def _base_label(base: str) -> str:
+    """Section titles: the embedded default by its usual name, a real base by its file."""
+    return "the default run" if "embedded default" in base else f"a run on {Path(base).name}"
+
+
 def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
     import importlib.metadata as md
 
@@ -191,8 +201,8 @@ def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
     cpu = platform.processor() or platform.machine()
     head = [
         "# Retrieval and decompression benchmark", "",
-        f"Command: `python tools/bench_expand.py --parts {args.parts} --out {args.out}`"
-        + (f" (sizes {args.sizes})" if args.sizes != ",".join(map(str, SIZES)) else ""), "",
+        "Command: `python tools/bench_expand.py --parts faiss,vectors,expand --out "
+        "benchmarks/expand.md` (each section names the part that produced it)", "",
         f"Machine: {os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, faiss-cpu "
         f"{md.version('faiss-cpu')}, torch {md.version('torch')}, peft {md.version('peft')}.", "",
     ]
@@ -215,23 +225,37 @@ def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
                          f"{r['p99']:.3f} | {r['recall']:.3f} |")
         sections[title] = "\n".join(lines) + "\n"
     if vec_rows:
-        lines = ["## Which vectors: retrieval of held-out scenes on the default run", "",
+        base, rows = vec_rows
+        title = f"Which vectors: retrieval of held-out scenes on {_base_label(base)}"
+        lines = [f"## {title}", "",
+                 f"Command: `python tools/bench_expand.py --parts vectors"
+                 + (f" --run {args.run}" if args.run else "")
+                 + (f" --glyph-vectors {args.glyph_vectors}"
+                    if args.glyph_vectors != "centroid,prompt" else "") + "`", "",
                  "Scene vectors: mean of the base model's last hidden states over the scene "
                  "text, centred on the mean of the scene's style group (language · register · "
-                 "level: `style-centred`) or on the corpus mean (`mean-centred`). Glyph "
-                 "vectors: `centroid` = mean of the "
+                 "level: `style-centred`) or on the corpus mean (`mean-centred`); "
+                 "`glyph-whitened` = style-centred, then whitened by the covariance of training "
+                 "scenes around their glyph's mean, shrunk towards its mean variance by the "
+                 "amount that 5-fold cross-validation on the training scenes picks (the "
+                 "shrinkage column). Glyph vectors: `centroid` = mean of the "
                  "glyph's *training* scene vectors; `prompt` = hidden state after `glyph + "
                  "header` under the glyph's adapter, averaged over registers, levels and "
-                 "languages. Metric: for each glyph, recall@k of its own held-out scenes among "
-                 "all held-out scenes = own scenes in the top k / min(k, #own), macro average over glyphs.", "",
-                 "| scene vectors | glyph vectors | recall@1 | recall@5 | chance@1 | chance@5 "
-                 "| build (s) |",
-                 "|---|---|---:|---:|---:|---:|---:|"]
-        for r in vec_rows:
-            lines.append(f"| {r['scene']} | {r['method']} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | "
-                         f"{r['chance@1']:.3f} | {r['chance@5']:.3f} | {r['seconds']:.1f} |")
-        sections["Which vectors: retrieval of held-out scenes on the default run"] = \
-            "\n".join(lines) + "\n"
+                 "languages. Rsc: for each held-out scene, is the nearest glyph vector its own "
+                 "(`glyph eval`'s per-scene retrieval; chance 1/#glyphs). recall@k: for each "
+                 "glyph, its own held-out scenes in the top k of all held-out scenes / min(k, "
+                 "#own), macro average over glyphs. Build: seconds to build the index, scene "
+                 "vectors cached.", "",
+                 "| scene vectors | glyph vectors | shrinkage | Rsc | recall@1 | recall@5 "
+                 "| chance@1 | chance@5 | build (s) |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['scene']} | {r['method']} | {r['shrinkage'] or ''} | "
+                         f"{r['scene_accuracy']:.3f} | {r['recall@1']:.3f} | "
+                         f"{r['recall@5']:.3f} | {r['chance@1']:.3f} | {r['chance@5']:.3f} | "
+                         f"{r['seconds']:.1f} |")
+        lines += ["", f"{rows[0]['scenes']} held-out scenes."]
+        sections[title] = "\n".join(lines) + "\n"
     if exp:
         lines = ["## expand: latency and mixed-adapter batches (default run)", "",
                  f"Warm `GlyphModel`, all cores. `expand ⟁ --register poetry`, median of "
@@ -260,6 +284,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--noise", type=float, default=NOISE)
     ap.add_argument("--run", type=Path, default=None)
+    ap.add_argument("--glyph-vectors", default="centroid,prompt",
+                    help="glyph vector methods for the vectors part (prompt runs the model)")
     ap.add_argument("--out", default="benchmarks/expand.md")
     a = ap.parse_args()
     parts = set(a.parts.split(","))
@@ -269,7 +295,7 @@ def main() -> None:
     run = a.run or paths.default_run()
     faiss_rows = bench_faiss([int(s) for s in a.sizes.split(",")], a.queries, a.noise) \
         if "faiss" in parts else None
-    vec_rows = bench_vectors(run) if "vectors" in parts else None
+    vec_rows = bench_vectors(run, a.glyph_vectors.split(",")) if "vectors" in parts else None
     exp = bench_expand(run, a.repeats) if "expand" in parts else None
     write(Path(a.out), a, faiss_rows, vec_rows, exp)
 
