@@ -9,6 +9,7 @@ from click.testing import CliRunner
 torch = pytest.importorskip("torch")
 
 from glyph.evaluation import metrics as ev  # noqa: E402
+from glyph.evaluation.report import table  # noqa: E402
 from glyph.vocab import registry  # noqa: E402
 from glyph.cli import main  # noqa: E402
 
@@ -198,6 +199,9 @@ def test_a_trained_glyph_carries_its_scenes(metrics):
     assert o["specificity"]["accuracy"] >= 2 * o["specificity"]["chance"]
     assert o["gain_vs_none"] > 0 and o["gain_vs_other"] > 0
     assert o["retrieval"]["recall@5"] > o["retrieval"]["chance@5"]
+    # the numbers say which scene vectors made them, and so does the table's legend
+    assert o["retrieval"]["scene_vectors"] == "glyph-whitened"
+    assert "(glyph-whitened scene vectors)" in table(metrics)
     d = metrics["diagnosis"]["glyph"]  # the diagnosis is computed from the same score table
     assert d["specificity"] == o["specificity"]["accuracy"]
     assert sum(d["winners"].values()) == o["scenes"]

@@ -25,6 +25,12 @@ def _fmt(x, digits: int = 3) -> str:
     return "–" if x is None or x != x else f"{x:.{digits}f}"
 
 
+def _vectors_note(overall: dict) -> str:
+    """Which scene vectors the retrieval columns used (older metrics do not say)."""
+    sv = overall.get("retrieval", {}).get("scene_vectors")
+    return f" ({sv} scene vectors)" if sv else ""
+
+
 def table(metrics: dict) -> str:
     """A fixed-width table of the per-glyph and overall metrics, for the terminal."""
     cols = [("glyph", 14), ("scenes", 7), ("spec", 6), ("spec·m", 7), ("NLL own", 8),
@@ -56,7 +62,7 @@ def table(metrics: dict) -> str:
               "Δnone: none − own",
               "KL m‖g: KL(meaning prompt ‖ glyph) per token; N:1: meaning tokens per glyph "
               "token; R@1: the glyph's vector retrieves an own scene first; Rsc: each scene's "
-              "nearest glyph vector is its own",
+              "nearest glyph vector is its own" + _vectors_note(o),
               f"chance: spec {_fmt(o['specificity']['chance'], 3)}, R@1 "
               f"{_fmt(o.get('retrieval', {}).get('chance@1'), 3)}, Rsc "
               f"{_fmt(o.get('retrieval', {}).get('scene_chance'), 3)}; split {metrics['split']}; "
