@@ -4,13 +4,13 @@ Style-centred base vectors still spend most of their length on directions in whi
 scenes of one glyph differ as much as scenes of different glyphs (wording, length, the
 particular image). Dividing every direction by its within-glyph spread — learnt on the
 *training* scenes only — makes the directions that tell glyphs apart count: on the real
-Qwen2.5-0.5B base it lifts per-scene retrieval of held-out scenes from 0.57 to 0.76 and on the
-tiny default from 0.21 to 0.30 (``benchmarks/expand.md``, "Which vectors").
+Qwen2.5-Coder-0.5B base it lifts per-scene retrieval of held-out scenes from 0.57 to 0.76 and
+on the tiny default from 0.21 to 0.31 (``benchmarks/expand.md``, "Which vectors").
 
 With 896 dimensions and ~1,000 training scenes the within-glyph covariance is poorly
 estimated, so it is shrunk towards its mean variance; how much is chosen by cross-validation
 on the training scenes (nearest glyph centroid, :data:`FOLDS` folds), because the best amount
-depends on the width of the base (0.3 on the 896-wide real base, 0.01 on the 128-wide tiny one).
+depends on the width of the base (0.3 on the 896-wide real base, 0.03 on the 128-wide tiny one).
 
 Example::
 
