@@ -116,11 +116,15 @@ def test_scene_retrieval_is_one_query_per_scene():
         def scene_vector(self, sid):
             return np.array(self.scenes[sid]) if sid in self.scenes else None
 
-    pool = [NS(id=i, glyph=i[0]) for i in ("a1", "a2", "b1", "b2", "zz")]
+    pool = [NS(id=i, glyph=i[0], register="poetry", level="micro" if i[1] == "1" else "macro",
+               lang="en") for i in ("a1", "a2", "b1", "b2", "zz")]
     r = ev.scene_retrieval(Index(), pool, ["a", "b"])
     assert r["per_glyph"]["a"] == {"accuracy": 0.5, "scenes": 2}
     assert r["per_glyph"]["b"] == {"accuracy": 1.0, "scenes": 2}
     assert r["overall"] == {"accuracy": 0.75, "scenes": 4, "chance": 0.5}
+    # where the misses are: a2, the one miss, is the macro scene of a
+    assert r["by_style"]["level"] == {"macro": {"accuracy": 0.5, "scenes": 2},
+                                      "micro": {"accuracy": 1.0, "scenes": 2}}
 
 
 def test_a_subsample_scores_every_glyph_evenly():

@@ -119,18 +119,6 @@ def bench_faiss(sizes, n_queries: int, noise: float = NOISE) -> list[dict]:
     return rows
 
 
-def _rsc_by(idx, held, syms) -> dict:
-    """Per-scene retrieval split by level, register and language: where the misses are."""
-    G = np.stack([idx.glyph_vector(g) for g in syms])
-    out: dict = {}
-    for s in held:
-        hit = syms[int(np.argmax(G @ idx.scene_vector(s.id)))] == s.glyph
-        for attr in ("level", "register", "lang"):
-            out.setdefault(attr, {}).setdefault(getattr(s, attr), []).append(hit)
-    return {a: {k: (float(np.mean(v)), len(v)) for k, v in sorted(d.items())}
-            for a, d in out.items()}
-
-
 def bench_vectors(run: Path, glyph_methods: list[str]) -> tuple[str, list[dict]]:
     """Held-out retrieval quality of each scene- and glyph-vector method on a trained run."""
     from glyph.corpus import scenes
@@ -150,9 +138,11 @@ def bench_vectors(run: Path, glyph_methods: list[str]) -> tuple[str, list[dict]]
             t = time.perf_counter()
             idx = svc.build_index(corpus, glyph_method=method, scene_method=scene_method)
             r = retrieval(idx, held, syms)["overall"]
-            per_scene = scene_retrieval(idx, held, syms)["overall"]
-            rows.append(dict(scene=scene_method, method=method, scenes=per_scene["scenes"],
-                             scene_accuracy=per_scene["accuracy"], by=_rsc_by(idx, held, syms),
+            per_scene = scene_retrieval(idx, held, syms)
+            rows.append(dict(scene=scene_method, method=method,
+                             scenes=per_scene["overall"]["scenes"],
+                             scene_accuracy=per_scene["overall"]["accuracy"],
+                             by=per_scene["by_style"],
                              shrinkage=(idx.info.get("whitening") or {}).get("shrinkage"),
                              seconds=time.perf_counter() - t, **r))
             print(rows[-1], file=sys.stderr, flush=True)
@@ -240,7 +230,7 @@ def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
         base, rows = vec_rows
         title = f"Which vectors: retrieval of held-out scenes on {_base_label(base)}"
         lines = [f"## {title}", "",
-                 f"Command: `python tools/bench_expand.py --parts vectors"
+                 "Command: `python tools/bench_expand.py --parts vectors"
                  + (f" --run {args.run}" if args.run else "")
                  + (f" --glyph-vectors {args.glyph_vectors}"
                     if args.glyph_vectors != "centroid,prompt" else "") + "`", "",
@@ -268,8 +258,8 @@ def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
                          f"{r['seconds']:.1f} |")
         lines += ["", f"{rows[0]['scenes']} held-out scenes. Rsc of the first row, by"]
         for attr, groups in rows[0]["by"].items():
-            lines.append(f"- {attr}: " + ", ".join(f"{k} {a:.2f} ({n})"
-                                                   for k, (a, n) in groups.items()))
+            lines.append(f"- {attr}: " + ", ".join(f"{k} {g['accuracy']:.2f} ({g['scenes']})"
+                                                   for k, g in groups.items()))
         sections[title] = "\n".join(lines) + "\n"
     if exp:
         lines = ["## expand: latency and mixed-adapter batches (default run)", "",

@@ -67,11 +67,22 @@ def _side(rows: list[dict], key: str, trig: Mapping[str, str]) -> dict | None:
                        "chance": 1 / n},
         "winners": dict(wins.most_common()),
         "top_winner_share": wins.most_common(1)[0][1] / len(rows),
-        "by_style": {s: {v: {"accuracy": nanmean(b == r["glyph"] for b, r in zip(best, rows)
-                                               if r[s] == v),
-                             "scenes": sum(r[s] == v for r in rows)}
-                         for v in sorted({r[s] for r in rows})} for s in STYLES},
+        "by_style": by_style(rows, [b == r["glyph"] for b, r in zip(best, rows)]),
     }
+
+
+def by_style(rows: list[Mapping[str, str]], hits: list[bool]) -> dict:
+    """The share of ``hits`` per register, level and language of ``rows`` (one each).
+
+    >>> by_style([{"register": "logic", "level": "micro", "lang": "en"}] * 2, [True, False])
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'register': {'logic': {'accuracy': 0.5, 'scenes': 2}},
+     'level': {'micro': {'accuracy': 0.5, 'scenes': 2}},
+     'lang': {'en': {'accuracy': 0.5, 'scenes': 2}}}
+    """
+    return {s: {v: {"accuracy": nanmean(h for h, r in zip(hits, rows) if r[s] == v),
+                    "scenes": sum(r[s] == v for r in rows)}
+                for v in sorted({r[s] for r in rows})} for s in STYLES}
 
 
 def diagnose(rows: list[dict], trig: Mapping[str, str]) -> dict:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
-from .diagnose import diagnose, nanmean as _mean
+from .diagnose import STYLES, by_style, diagnose, nanmean as _mean
 from .scoring import Scorer
 
 METRICS_VERSION = 3  # 2: meaning specificity, specific gains, per-scene retrieval;
@@ -46,24 +46,30 @@ def scene_retrieval(index, scene_list, symbols) -> dict:
     """Per scene: is the glyph vector nearest to the scene's own vector its glyph's?
 
     One query per held-out scene (not one per glyph), so the accuracy is a rate over many
-    scenes; chance is ``1 / #glyphs``.
+    scenes; chance is ``1 / #glyphs``. ``by_style``: the same rate per register, level and
+    language (where the misses are).
     """
     import numpy as np
 
     keys = [s for s in symbols if index.has_glyph(s)]
     if not keys:
-        return {"per_glyph": {}, "overall": {"accuracy": float("nan"), "chance": float("nan")}}
+        return {"per_glyph": {}, "overall": {"accuracy": float("nan"), "chance": float("nan")},
+                "by_style": {}}
     G = np.stack([index.glyph_vector(g) for g in keys])
     hits: dict[str, list[bool]] = {}
+    styles, every = [], []
     for s in scene_list:
         v = index.scene_vector(s.id)
         if v is None:
             continue
-        hits.setdefault(s.glyph, []).append(keys[int(np.argmax(G @ v))] == s.glyph)
+        hit = keys[int(np.argmax(G @ v))] == s.glyph
+        hits.setdefault(s.glyph, []).append(hit)
+        every.append(hit)
+        styles.append({k: getattr(s, k) for k in STYLES})
     per = {g: {"accuracy": _mean(h), "scenes": len(h)} for g, h in hits.items()}
-    every = [x for h in hits.values() for x in h]
     return {"per_glyph": per, "overall": {"accuracy": _mean(every), "scenes": len(every),
-                                          "chance": 1 / len(keys)}}
+                                          "chance": 1 / len(keys)},
+            "by_style": by_style(styles, every)}
 
 
 def retrieval(index, scene_list, symbols, ks=(1, 5)) -> dict:
