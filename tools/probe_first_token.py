@@ -61,15 +61,13 @@ def main() -> None:
     ap.add_argument("--base", required=True, help=".gguf file, model directory or hub id")
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write")
     a = ap.parse_args()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from glyph.model.base import resolve_base
+    from glyph.model.base import load_base
 
     t0 = time.time()
-    where = resolve_base(a.base, log=print)[1]
-    tok = AutoTokenizer.from_pretrained(where)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32).eval()
+    model, info = load_base(a.base, log=print)  # float32, eval mode, as glyph loads bases
+    tok = AutoTokenizer.from_pretrained(info.path)
     rows = {name: probe(model, tok, lead, WORDS) for name, lead in LEADS.items()}
     lines = ["# The first token of a prompt", "",
              f"Command: `python tools/probe_first_token.py --base {a.base} --out {a.out}` "

@@ -75,17 +75,15 @@ def main() -> None:
     ap.add_argument("--base", required=True, help=".gguf file, model directory or hub id")
     ap.add_argument("--out", type=Path, required=True, help="markdown file to write")
     a = ap.parse_args()
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from glyph.corpus import scenes as sc
-    from glyph.model.base import resolve_base
+    from glyph.model.base import load_base
     from glyph.vocab import registry
 
     t0 = time.time()
-    where = resolve_base(a.base, log=print)[1]
-    tok = AutoTokenizer.from_pretrained(where)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32).eval()
+    model, info = load_base(a.base, log=print)  # float32, eval mode, as glyph loads bases
+    tok = AutoTokenizer.from_pretrained(info.path)
     reg = registry.load()
     active = {g.symbol for g in reg.active()}
     scene_list = [s for s in sc.load_corpus(reg).scenes if s.glyph in active]
