@@ -231,6 +231,98 @@ def test_glyph_whitening_needs_two_glyphs_and_enough_scenes():
     assert whitening.fit(raw[:6], [0, 1] * 3, [True] * 6) is None  # 6 < 2 per fold x 5 folds
 
 
+def test_scene_space_keeps_the_layer_whose_whitening_cross_validates_best():
+    """Scenes embedded at two layers: one glyph-blind, one that tells glyphs apart. The
+    glyph-whitened space keeps the second by cross-validation on training scenes, records
+    both layers' figures, and relabelling held-out scenes does not change the choice."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    good, scenes = _glyph_scenes(rng)
+    blind = rng.normal(size=good.shape).astype("float32")
+    notes = {}
+    for order in ((blind, good), (good, blind)):
+        raw = np.stack(order, 1)                             # [n, 2 layers, d]
+        space = vectors.scene_space(raw, scenes, "glyph-whitened", (6, 12))
+        want = 12 if order[1] is good else 6
+        assert space.layer == want and space.notes["layer"]["chosen"] == want
+        cv = space.notes["layer"]["cv_scene_accuracy"]
+        assert cv[str(want)] > 0.9 and cv[str(18 - want)] < 0.5
+        assert _scene_accuracy(space, scenes, "heldout") > 0.9
+        notes[want] = space.notes["layer"]
+    relabelled = [type(s)(**{**vars(s), "glyph": "g0"}) if s.split == "heldout" else s
+                  for s in scenes]
+    again = vectors.scene_space(np.stack((blind, good), 1), relabelled, "glyph-whitened", (6, 12))
+    assert again.notes["layer"] == notes[12]
+    # the other recipes keep the last layer, as they always did
+    plain = vectors.scene_space(np.stack((good, blind), 1), scenes, "style-centred", (6, 12))
+    assert plain.layer == 12 and "layer" not in plain.notes
+    assert np.allclose(plain.vectors, vectors.SCENE_VECTORS["style-centred"](blind, scenes).vectors)
+
+
+def test_index_build_embeds_candidate_layers_and_keeps_the_chosen_one(tmp_path):
+    """``build`` asks the encoder for every candidate layer once and the saved index (centre,
+    scene vectors, info) is the chosen layer's."""
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    good, scenes = _glyph_scenes(rng)
+    blind = rng.normal(size=good.shape).astype("float32")
+    for i, s in enumerate(scenes):
+        s.__dict__.update(id=f"s{i}", glyphs=[s.glyph], tier="core", text=f"t{i}")
+    by_text = {s.text: i for i, s in enumerate(scenes)}
+    calls = []
+
+    def encode(pairs, adapter=None, layers=None):
+        calls.append(layers)
+        rows = [by_text[t] for _, t in pairs]
+        x = np.stack([good[rows], blind[rows]], 1)   # layer 3 tells glyphs apart, layer 7 not
+        return x, x
+
+    corpus = NS(scenes=scenes, fingerprint=lambda: "c")
+    glyphs = [NS(symbol=f"g{g}", trigger=f"g{g}") for g in range(4)]
+    idx = index.build(tmp_path, encode, glyphs, corpus, ["poetry"], layers=(3, 7))
+    assert calls == [(3, 7)]
+    assert idx.info["layer"]["chosen"] == 3 and set(idx.info["layer"]["cv_scene_accuracy"]) == {
+        "3", "7"}
+    assert np.allclose(idx.vectors["__center__"], good.mean(0), atol=1e-5)
+    loaded = index.SceneIndex.load(tmp_path)
+    assert loaded.info["layer"] == idx.info["layer"]
+    hits = [loaded.neighbors(f"g{g}", k=5) for g in range(4)]
+    assert all(sum(h.glyphs == f"g{g}" for h in hs) >= 4 for g, hs in enumerate(hits))
+
+def test_candidate_layers_span_the_stack():
+    assert vectors.candidate_layers(24) == (8, 12, 16, 24)
+    assert vectors.candidate_layers(2) == (1, 2) and vectors.candidate_layers(1) == (1,)
+
+
+def test_hidden_at_inner_layers(gm, monkeypatch):
+    """``layers`` picks hidden states by layer number: the last after the final norm (what
+    ``hidden`` always returned), an inner one straight from the layer's output."""
+    import numpy as np
+    import torch
+
+    pairs = [("[en · poetry · micro]\n", "heat rises in the empty room"), ("x\n", "heat")]
+    m_last, _ = gm.hidden(pairs)
+    assert m_last.shape[:2] == (2, 1)
+    with pytest.raises(ValueError, match="outside"):
+        gm.hidden(pairs, layers=(gm.n_layers + 1,))
+    # pretend the one-layer base has two, so layer 1 is an inner layer
+    monkeypatch.setattr(type(gm), "n_layers", property(lambda self: 2))
+    # (layer "2" of the pretend stack is the real last layer: its final-norm output)
+    m, l_ = gm.hidden(pairs, layers=(1,))
+    rows, spans = gm._hidden_rows(pairs[:1])
+    with torch.no_grad(), gm.adapters(None):  # the untouched base, as hidden's default
+        hs = gm.model.base_model.model.model(input_ids=torch.tensor(rows),
+                                             output_hidden_states=True).hidden_states
+    a, b = spans[0]
+    assert np.allclose(m[0, 0], hs[1][0, a:b].mean(0).numpy(), atol=1e-5)
+    assert np.allclose(l_[0, 0], hs[1][0, b - 1].numpy(), atol=1e-5)
+    alone, _ = gm.hidden(pairs[1:], layers=(1,))  # batching and padding change nothing
+    assert np.allclose(m[1], alone[0], atol=1e-5) and np.abs(alone).sum() > 0
+
 # ---------------------------------------------------------------- routing and generation
 def test_routing_by_glyph(gm):
     assert gm.triggers_in("🫁 then ⟁ and 🜂") == ["body", "initiation"]
@@ -408,16 +500,21 @@ def test_base_vectors_are_cached_per_base_fingerprint():
 
     calls = []
 
-    def encode(pairs, adapter=None):
-        calls.append((len(pairs), adapter))
-        x = np.array([[len(p) + len(t), 1.0] for p, t in pairs], dtype="float32")
+    def encode(pairs, adapter=None, layers=None):
+        calls.append((len(pairs), adapter, layers))
+        x = np.array([[[len(p) + len(t) + k, 1.0] for k in (layers or (0,))] for p, t in pairs],
+                     dtype="float32")
         return x, 2 * x
 
     enc = cached_encoder(encode, "base-a")
     m1, l1 = enc([("h", "x"), ("h", "yy")])
     m2, l2 = enc([("h", "yy"), ("h", "zzz"), ("h", "x")])  # one new pair
-    assert calls == [(2, None), (1, None)]
-    assert m2.tolist() == [[3, 1], [4, 1], [2, 1]] and np.array_equal(l2, 2 * m2)
+    assert calls == [(2, None, None), (1, None, None)]
+    assert m2[:, 0].tolist() == [[3, 1], [4, 1], [2, 1]] and np.array_equal(l2, 2 * m2)
     enc([("h", "x")], adapter="body")                     # an adapter's vectors: not cached
     cached_encoder(encode, "base-b")([("h", "x")])        # another base: its own cache
-    assert calls[2:] == [(1, "body"), (1, None)]
+    assert calls[2:] == [(1, "body", None), (1, None, None)]
+    m3, _ = enc([("h", "x"), ("h", "yy")], layers=(1, 5))   # other layers: their own cache
+    assert calls[4:] == [(2, None, (1, 5))] and m3[:, :, 0].tolist() == [[3, 7], [4, 8]]
+    enc([("h", "yy")], layers=(1, 5))
+    assert len(calls) == 5

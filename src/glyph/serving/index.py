@@ -2,7 +2,8 @@
 
 Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
 
-- a **scene** is the mean of the base model's last hidden states over the scene's text
+- a **scene** is the mean of the base model's hidden states over the scene's text, at the
+  layer whose whitening cross-validates best on the training scenes (``vectors.scene_space``)
   (prompt = its header only: no glyph, no adapter, so a scene is embedded the same way whether
   or not it was trained on), centred on the mean of its *style group* (language · register ·
   level), whitened by how training scenes vary within one glyph (``serving.whitening``;
@@ -38,7 +39,8 @@ from ..files import publishing, read_json
 from ..limits import MAX_INDEX_META_BYTES
 from .faiss_index import IVF_NPROBE, index_kind, make_faiss_index
 from .vectors import (DEFAULT_GLYPH_VECTORS, DEFAULT_SCENE_VECTORS, GLYPH_VECTORS,
-                      SCENE_VECTORS, Encoder, glyph_key, glyph_vectors, scene_vectors, unit)
+                      SCENE_VECTORS, Encoder, glyph_key, glyph_vectors, scene_space,
+                      scene_vectors, unit)
 
 INDEX_FORMAT = 2            # 2: style-centred scene vectors
 _META_KEYS = {"id", "glyphs", "register", "level", "tier", "lang", "split", "text"}
@@ -189,10 +191,11 @@ class SceneIndex:
 def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
           glyph_method: str = DEFAULT_GLYPH_VECTORS, scene_method: str = DEFAULT_SCENE_VECTORS,
           kind: str = "auto", log: Callable[[str], None] | None = None,
-          lead: str = "") -> SceneIndex:
+          lead: str = "", layers=None) -> SceneIndex:
     """Embed the scenes of ``glyphs`` (GlyphEntries) and the glyphs; save ``RUN/index/``.
 
-    ``encode`` turns ``(prefix, text)`` pairs into vectors (see :data:`Encoder`).
+    ``encode`` turns ``(prefix, text)`` pairs into vectors (see :data:`Encoder`); ``layers``
+    are the base's layers scene vectors may come from (None: the last one only).
     """
     t0 = time.time()
     if glyph_method not in GLYPH_VECTORS:
@@ -207,12 +210,13 @@ def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
         raise NotFound(f"no scene of run {run}'s glyphs in the corpus; add scenes first")
     if log:
         log(f"embedding {len(scene_list)} scenes with the base model of {run}")
-    raw = scene_vectors(encode, scene_list)
-    space = SCENE_VECTORS[scene_method](raw, scene_list)
+    raw = scene_vectors(encode, scene_list, layers)
+    space = scene_space(raw, scene_list, scene_method, layers)
     unit_vecs = unit(space.vectors).astype("float32")
     vectors = glyph_vectors(encode, glyphs, scene_list, unit_vecs, glyph_method, list(registers),
-                            space.project, lead)
-    vectors["__center__"] = raw.mean(0).astype("float32")
+                            space, lead)
+    at = list(layers).index(space.layer) if layers else -1
+    vectors["__center__"] = raw[:, at].mean(0).astype("float32")
     for k, v in space.centres.items():
         vectors[f"__center__/{k}"] = v.astype("float32")
     index = make_faiss_index(unit_vecs, kind=kind)

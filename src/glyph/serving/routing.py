@@ -193,16 +193,56 @@ class GlyphModel:
                               adapter_names=[route[0] if route else BASE_ADAPTER]).logits
 
     # ------------------------------------------------------------ hidden states
+    @property
+    def n_layers(self) -> int:
+        """How many transformer layers the base has (hidden-state layers are 1 … n_layers)."""
+        return int(self.model.base_model.model.config.num_hidden_layers)
+
     def hidden(self, pairs: Sequence[tuple[str, str]], *, adapter: str | None = None,
-               batch_size: int = 16):
+               batch_size: int = 16, layers: Sequence[int] | None = None):
         """Hidden states of ``prefix + text`` pairs: ``(mean over text tokens, last token)``.
 
-        ``adapter=None`` runs the untouched base. Returns two float32 numpy arrays ``[n, d]``.
-        Pairs are batched by length (little padding); results come back in input order.
+        ``adapter=None`` runs the untouched base. ``layers`` are 1-based layer numbers (the
+        default: the last one, whose states are after the final norm); both arrays are float32
+        ``[n, len(layers), d]``. Pairs are batched by length (little padding); results come
+        back in input order.
+
+        Example::
+
+            >>> means, lasts = gm.hidden([("header ", "heat")], layers=(12, 24))  # doctest: +SKIP
+            >>> means.shape                                               # doctest: +SKIP
+            (1, 2, 896)
         """
         import numpy as np
         import torch
 
+        n = self.n_layers
+        layers = tuple(layers or (n,))
+        if any(not 1 <= lay <= n for lay in layers):
+            raise ValueError(f"layers {layers} outside 1..{n}")
+        rows, spans = self._hidden_rows(pairs)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
+        means: list = [None] * len(rows)
+        lasts: list = [None] * len(rows)
+        body = self.model.base_model.model.model  # the transformer body: no vocabulary logits
+        inner = layers != (n,)  # only the last layer: no need to keep every layer's states
+        for i in range(0, len(order), batch_size):
+            chunk = order[i: i + batch_size]
+            ids, mask = self._right_padded([rows[j] for j in chunk])
+            with torch.no_grad(), self.adapters(adapter):
+                out = body(input_ids=ids, attention_mask=mask, output_hidden_states=inner)
+            # hidden_states[k] is after layer k; the last layer's is taken after the final norm
+            h = torch.stack([out.last_hidden_state if lay == n else out.hidden_states[lay]
+                             for lay in layers], 1).float()
+            for r, j in enumerate(chunk):
+                a, b = spans[j]
+                lo, hi = (a, b) if b > a else (0, a)
+                means[j] = h[r, :, lo:hi].mean(1).numpy()
+                lasts[j] = h[r, :, (b if b > a else a) - 1].numpy()
+        return np.stack(means).astype("float32"), np.stack(lasts).astype("float32")
+
+    def _hidden_rows(self, pairs):
+        """Token ids of each ``prefix + text`` and the span of the text in them."""
         tok = self.tokenizer
         rows, spans = [], []
         for prefix, text in pairs:
@@ -210,23 +250,16 @@ class GlyphModel:
             t = tok(self.canonical(text), add_special_tokens=False)["input_ids"] if text else []
             rows.append(p + t)
             spans.append((len(p), len(p) + len(t)))
-        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-        means: list = [None] * len(rows)
-        lasts: list = [None] * len(rows)
-        body = self.model.base_model.model.model  # the transformer body: no vocabulary logits
-        for i in range(0, len(order), batch_size):
-            chunk = order[i: i + batch_size]
-            n = max(len(rows[j]) for j in chunk)
-            ids = torch.full((len(chunk), n), self.family.endoftext_id, dtype=torch.long)
-            mask = torch.zeros((len(chunk), n), dtype=torch.long)
-            for r, j in enumerate(chunk):  # right padding: positions count from 0 in every row
-                ids[r, : len(rows[j])] = torch.tensor(rows[j])
-                mask[r, : len(rows[j])] = 1
-            with torch.no_grad(), self.adapters(adapter):
-                h = body(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-            for r, j in enumerate(chunk):
-                a, b = spans[j]
-                lo, hi = (a, b) if b > a else (0, a)
-                means[j] = h[r, lo:hi].mean(0).numpy()
-                lasts[j] = h[r, (b if b > a else a) - 1].numpy()
-        return np.stack(means).astype("float32"), np.stack(lasts).astype("float32")
+        return rows, spans
+
+    def _right_padded(self, rows):
+        """``(ids, mask)`` with right padding: positions count from 0 in every row."""
+        import torch
+
+        n = max(len(r) for r in rows)
+        ids = torch.full((len(rows), n), self.family.endoftext_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        return ids, mask

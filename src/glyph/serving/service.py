@@ -59,12 +59,16 @@ class GlyphService:
         """Embed the corpus scenes of the run's glyphs with the base model; save and use it.
 
         Scene vectors come from the untouched base, so they are cached per base fingerprint:
-        a second run (or a rebuild) on the same base embeds nothing again.
+        a second run (or a rebuild) on the same base embeds nothing again. They are taken at
+        the layers of ``vectors.DEPTHS``; the index keeps the one that cross-validates best.
         """
+        from .vectors import candidate_layers
+
         base = self.run.manifest().base
         encode = cached_encoder(self.model.hidden, f"{base.family}-{base.fingerprint}")
         self.index = build(self.run.path, encode, list(self.model.glyphs.values()), corpus,
-                           self.model.registers, log=log, lead=self.model.lead, **kw)
+                           self.model.registers, log=log, lead=self.model.lead,
+                           layers=candidate_layers(self.model.n_layers), **kw)
         return self.index
 
     # ------------------------------------------------------------ generation

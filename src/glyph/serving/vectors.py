@@ -1,17 +1,23 @@
 """Vector recipes: how scenes and glyphs become vectors for the scene index.
 
-Every recipe takes an *encoder* — ``encode(pairs, adapter=None) -> (mean over text tokens,
-last token)`` — so this module knows nothing about models (``GlyphModel.hidden`` is the one
-glyph uses). Recipes are tables: :data:`SCENE_VECTORS` (how raw scene vectors become index
-vectors: centred by style, then whitened by glyph) and :data:`GLYPH_VECTORS` (how a glyph
-becomes a vector); adding one touches one place.
+Every recipe takes an *encoder* — ``encode(pairs, adapter=None, layers=None) -> (mean over
+text tokens, last token)`` — so this module knows nothing about models (``GlyphModel.hidden``
+is the one glyph uses). Recipes are tables: :data:`SCENE_VECTORS` (how raw scene vectors
+become index vectors: centred by style, then whitened by glyph) and :data:`GLYPH_VECTORS`
+(how a glyph becomes a vector); adding one touches one place.
+
+Which layer: a real base's middle layers make better scene vectors than its last one
+(``benchmarks/scene_layers.md``), so scenes are embedded at the layers of :data:`DEPTHS`
+and :func:`scene_space` keeps the one whose whitening cross-validates best on the *training*
+scenes (glyph-whitened only; the other recipes use the last layer, as they always did).
 
 Example::
 
-    >>> raw = scene_vectors(gm.hidden, scene_list)                        # doctest: +SKIP
-    >>> space = SCENE_VECTORS["glyph-whitened"](raw, scene_list)          # doctest: +SKIP
-    >>> space.vectors.shape, space.notes["whitening"]["shrinkage"]       # doctest: +SKIP
-    ((1344, 896), 0.3)
+    >>> layers = candidate_layers(24)                                     # (8, 12, 16, 24)
+    >>> raw = scene_vectors(gm.hidden, scene_list, layers)                # doctest: +SKIP
+    >>> space = scene_space(raw, scene_list, "glyph-whitened", layers)    # doctest: +SKIP
+    >>> space.vectors.shape, space.layer                                  # doctest: +SKIP
+    ((1344, 896), 12)
 """
 from __future__ import annotations
 
@@ -22,6 +28,10 @@ from ..errors import ConfigError
 
 DEFAULT_SCENE_VECTORS = "glyph-whitened"  # chosen by measurement: benchmarks/expand.md
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
+#: where in the layer stack scene vectors may come from (share of its depth; 1.0 = the last
+#: layer). On the real 24-layer base every layer from 4 to 20 beat the last one
+#: (benchmarks/scene_layers.md); which one wins is decided per index by cross-validation.
+DEPTHS = (1 / 3, 1 / 2, 2 / 3, 1.0)
 
 
 def glyph_key(symbol: str, register: str | None = None) -> str:
@@ -30,9 +40,19 @@ def glyph_key(symbol: str, register: str | None = None) -> str:
     return f"{key}/{register}" if register else key
 
 
-#: ``encode(pairs, adapter=None) -> (mean over text tokens, last token)`` as float32 arrays:
-#: how the index turns ``(prefix, text)`` pairs into vectors (e.g. ``GlyphModel.hidden``).
+#: ``encode(pairs, adapter=None, layers=None) -> (mean over text tokens, last token)`` as
+#: float32 arrays ``[n, len(layers), d]`` (layers: 1-based, None = the last): how the index
+#: turns ``(prefix, text)`` pairs into vectors (e.g. ``GlyphModel.hidden``).
 Encoder = Callable[..., tuple]
+
+
+def candidate_layers(n_layers: int) -> tuple[int, ...]:
+    """The layers (1-based) at :data:`DEPTHS` of an ``n_layers`` stack.
+
+    >>> candidate_layers(24), candidate_layers(2)
+    ((8, 12, 16, 24), (1, 2))
+    """
+    return tuple(sorted({min(n_layers, max(1, round(f * n_layers))) for f in DEPTHS}))
 
 
 def unit(x):
@@ -41,12 +61,13 @@ def unit(x):
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def scene_vectors(encode: Encoder, scene_list):
-    """Raw (uncentred) scene vectors: base hidden states mean-pooled over the scene text."""
+def scene_vectors(encode: Encoder, scene_list, layers=None):
+    """Raw (uncentred) scene vectors ``[n, len(layers), d]``: base hidden states mean-pooled
+    over the scene text, at each of ``layers`` (None: the last)."""
     from ..corpus import scenes as sc
 
     pairs = [(sc.header(s.register, s.level, s.lang), s.text) for s in scene_list]
-    means, _ = encode(pairs, adapter=None)
+    means, _ = encode(pairs, adapter=None, layers=layers)
     return means
 
 
@@ -82,6 +103,7 @@ class SceneSpace:
     centres: dict             # style group -> its mean (saved beside the index)
     project: Callable         # raw base vectors (n, d) -> the same space (glyph prompt vectors)
     notes: dict = field(default_factory=dict)  # what the recipe chose; kept in the index info
+    layer: int | None = None  # the layer the vectors come from (None: the last)
 
 
 def _mean_centred(raw, scene_list) -> SceneSpace:
@@ -113,28 +135,52 @@ SCENE_VECTORS = {"glyph-whitened": _glyph_whitened, "style-centred": _style_cent
                  "mean-centred": _mean_centred}
 
 
-def _centroid(encode, glyph, scene_list, unit_vecs, regs, project, lead):
+def scene_space(raw, scene_list, method: str, layers=None) -> SceneSpace:
+    """Apply recipe ``method`` to ``raw`` ``[n, len(layers), d]`` at the layer it picks.
+
+    ``glyph-whitened`` is fitted at every layer and keeps the one with the best
+    cross-validated accuracy on the training scenes (ties: the deeper layer); the index info
+    records every layer's figure. The other recipes take the last of ``layers``.
+    """
+    layers = tuple(layers) if layers else (None,)
+    recipe = SCENE_VECTORS[method]
+    if method != "glyph-whitened" or len(layers) == 1:
+        space = recipe(raw[:, -1], scene_list)
+        space.layer = layers[-1]
+        return space
+    spaces = [recipe(raw[:, i], scene_list) for i in range(len(layers))]
+    cv = [(s.notes.get("whitening") or {}).get("cv_scene_accuracy", -1.0) for s in spaces]
+    best = max(range(len(layers)), key=lambda i: (cv[i], i))
+    space = spaces[best]
+    space.layer = layers[best]
+    space.notes["layer"] = {"chosen": layers[best], "of": max(layers),
+                            "cv_scene_accuracy": {str(lay): c for lay, c in zip(layers, cv)}}
+    return space
+
+
+def _centroid(encode, glyph, scene_list, unit_vecs, regs, space, lead):
     rows = [i for i, s in enumerate(scene_list)
             if s.glyph == glyph.symbol and s.split == "train" and s.register in regs]
     return unit_vecs[rows].mean(0) if rows else None
 
 
-def _prompt(encode, glyph, scene_list, unit_vecs, regs, project, lead):
+def _prompt(encode, glyph, scene_list, unit_vecs, regs, space, lead):
     from ..corpus import scenes as sc
 
     prompts = [(sc.prompt(glyph.symbol, r, lv, lang, lead), "") for r in regs for lv in sc.LEVELS
                for lang in sorted({s.lang for s in scene_list})]
-    _, last = encode(prompts, adapter=glyph.trigger)
-    return unit(project(last)).mean(0)
+    _, last = encode(prompts, adapter=glyph.trigger,
+                     layers=None if space.layer is None else (space.layer,))
+    return unit(space.project(last[:, 0])).mean(0)
 
 
 #: how a glyph becomes a vector: name → ``(encode, glyph, scenes, unit scene vectors,
-#: registers, the scene space's ``project``, the run's prompt lead) -> vector or None``
+#: registers, the :class:`SceneSpace`, the run's prompt lead) -> vector or None``
 GLYPH_VECTORS = {"centroid": _centroid, "prompt": _prompt}
 
 
 def glyph_vectors(encode: Encoder, glyphs, scene_list, unit_scene_vecs, method: str, registers,
-                  project, lead: str = "") -> dict:
+                  space: SceneSpace, lead: str = "") -> dict:
     """``{glyph_key: unit vector}`` for every glyph, overall and per register."""
     import numpy as np
 
@@ -146,7 +192,7 @@ def glyph_vectors(encode: Encoder, glyphs, scene_list, unit_scene_vecs, method: 
     for g in glyphs:
         groups = {None: list(registers)} | {r: [r] for r in registers}
         for reg, regs in groups.items():
-            v = make(encode, g, scene_list, unit_scene_vecs, regs, project, lead)
+            v = make(encode, g, scene_list, unit_scene_vecs, regs, space, lead)
             if v is not None:
                 out[glyph_key(g.symbol, reg)] = unit(np.asarray(v, dtype="float32"))
     return out
