@@ -206,6 +206,9 @@ def test_a_trained_glyph_carries_its_scenes(metrics):
     # the numbers say which scene vectors made them, and so does the table's legend
     assert o["retrieval"]["scene_vectors"] == "glyph-whitened"
     assert "(glyph-whitened scene vectors)" in table(metrics)
+    assert o["retrieval"]["scene_layer"] is None  # a one-layer base: no layer to choose
+    chosen = {**metrics, "overall": {**o, "retrieval": {**o["retrieval"], "scene_layer": 12}}}
+    assert "(glyph-whitened scene vectors of layer 12)" in table(chosen)
     d = metrics["diagnosis"]["glyph"]  # the diagnosis is computed from the same score table
     assert d["specificity"] == o["specificity"]["accuracy"]
     assert sum(d["winners"].values()) == o["scenes"]

@@ -28,7 +28,9 @@ def _fmt(x, digits: int = 3) -> str:
 def _vectors_note(overall: dict) -> str:
     """Which scene vectors the retrieval columns used (older metrics do not say)."""
     sv = overall.get("retrieval", {}).get("scene_vectors")
-    return f" ({sv} scene vectors)" if sv else ""
+    layer = overall.get("retrieval", {}).get("scene_layer")
+    at = f" of layer {layer}" if layer else ""  # None: the last layer (or older metrics)
+    return f" ({sv} scene vectors{at})" if sv else ""
 
 
 def table(metrics: dict) -> str:
