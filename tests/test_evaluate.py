@@ -206,9 +206,10 @@ def test_a_trained_glyph_carries_its_scenes(metrics):
     # the numbers say which scene vectors made them, and so does the table's legend
     assert o["retrieval"]["scene_vectors"] == "glyph-whitened"
     assert "(glyph-whitened scene vectors)" in table(metrics)
-    assert o["retrieval"]["scene_layer"] is None  # a one-layer base: no layer to choose
-    chosen = {**metrics, "overall": {**o, "retrieval": {**o["retrieval"], "scene_layer": 12}}}
-    assert "(glyph-whitened scene vectors of layer 12)" in table(chosen)
+    assert o["retrieval"]["scene_layers"] == [1]  # a one-layer base: its only layer
+    deep = {**metrics, "overall": {**o, "retrieval": {**o["retrieval"],
+                                                      "scene_layers": [8, 12, 16, 24]}}}
+    assert "(glyph-whitened scene vectors of layers 8+12+16+24)" in table(deep)
     d = metrics["diagnosis"]["glyph"]  # the diagnosis is computed from the same score table
     assert d["specificity"] == o["specificity"]["accuracy"]
     assert sum(d["winners"].values()) == o["scenes"]

@@ -231,67 +231,33 @@ def test_glyph_whitening_needs_two_glyphs_and_enough_scenes():
     assert whitening.fit(raw[:6], [0, 1] * 3, [True] * 6) is None  # 6 < 2 per fold x 5 folds
 
 
-def test_scene_space_keeps_the_layer_whose_whitening_cross_validates_best():
-    """Scenes embedded at two layers: one glyph-blind, one that tells glyphs apart. The
-    glyph-whitened space keeps the second by cross-validation on training scenes, records
-    both layers' figures, and relabelling held-out scenes does not change the choice."""
+def test_glyph_whitened_joins_the_layers_each_whitened_on_its_own():
+    """Scenes embedded at two layers, one glyph-blind and one that tells glyphs apart: each is
+    whitened on its own, their unit vectors are joined (cosine = the mean of the layers'), the
+    glyph layer carries retrieval through the join, and a prompt vector projects the same way."""
     import numpy as np
 
     rng = np.random.default_rng(3)
     good, scenes = _glyph_scenes(rng)
     blind = rng.normal(size=good.shape).astype("float32")
-    notes = {}
-    for order in ((blind, good), (good, blind)):
-        raw = np.stack(order, 1)                             # [n, 2 layers, d]
-        space = vectors.scene_space(raw, scenes, "glyph-whitened", (6, 12))
-        want = 12 if order[1] is good else 6
-        assert space.layer == want and space.notes["layer"]["chosen"] == want
-        cv = space.notes["layer"]["cv_scene_accuracy"]
-        assert cv[str(want)] > 0.9 and cv[str(18 - want)] < 0.5
-        assert _scene_accuracy(space, scenes, "heldout") > 0.9
-        notes[want] = space.notes["layer"]
-    relabelled = [type(s)(**{**vars(s), "glyph": "g0"}) if s.split == "heldout" else s
-                  for s in scenes]
-    again = vectors.scene_space(np.stack((blind, good), 1), relabelled, "glyph-whitened", (6, 12))
-    assert again.notes["layer"] == notes[12]
+    raw = np.stack((blind, good), 1)                          # [n, 2 layers, d]
+    space = vectors.scene_space(raw, scenes, "glyph-whitened", (6, 12))
+    each = [vectors.SCENE_VECTORS["glyph-whitened"](raw[:, i], scenes) for i in (0, 1)]
+    assert space.layers == (6, 12) and space.vectors.shape == (len(scenes), 2 * good.shape[1])
+    assert np.allclose(space.vectors, np.concatenate([vectors.unit(e.vectors) for e in each], 1),
+                       atol=1e-5)
+    w = space.notes["whitening"]
+    assert set(w["shrinkage"]) == {"6", "12"}
+    assert w["cv_scene_accuracy"]["12"] > 0.9 and w["cv_scene_accuracy"]["6"] < 0.5
+    assert _scene_accuracy(space, scenes, "heldout") > 0.9
+    assert np.allclose(space.project(raw[:4]), space.vectors[:4], atol=1e-4)
+    centres = space.centres["en/poetry/micro"]
+    assert np.allclose(centres, raw.mean(0).reshape(-1), atol=1e-4)
     # the other recipes keep the last layer, as they always did
     plain = vectors.scene_space(np.stack((good, blind), 1), scenes, "style-centred", (6, 12))
-    assert plain.layer == 12 and "layer" not in plain.notes
+    assert plain.layers == (12,) and "layer" not in plain.notes
     assert np.allclose(plain.vectors, vectors.SCENE_VECTORS["style-centred"](blind, scenes).vectors)
 
-
-def test_index_build_embeds_candidate_layers_and_keeps_the_chosen_one(tmp_path):
-    """``build`` asks the encoder for every candidate layer once and the saved index (centre,
-    scene vectors, info) is the chosen layer's."""
-    from types import SimpleNamespace as NS
-
-    import numpy as np
-
-    rng = np.random.default_rng(4)
-    good, scenes = _glyph_scenes(rng)
-    blind = rng.normal(size=good.shape).astype("float32")
-    for i, s in enumerate(scenes):
-        s.__dict__.update(id=f"s{i}", glyphs=[s.glyph], tier="core", text=f"t{i}")
-    by_text = {s.text: i for i, s in enumerate(scenes)}
-    calls = []
-
-    def encode(pairs, adapter=None, layers=None):
-        calls.append(layers)
-        rows = [by_text[t] for _, t in pairs]
-        x = np.stack([good[rows], blind[rows]], 1)   # layer 3 tells glyphs apart, layer 7 not
-        return x, x
-
-    corpus = NS(scenes=scenes, fingerprint=lambda: "c")
-    glyphs = [NS(symbol=f"g{g}", trigger=f"g{g}") for g in range(4)]
-    idx = index.build(tmp_path, encode, glyphs, corpus, ["poetry"], layers=(3, 7))
-    assert calls == [(3, 7)]
-    assert idx.info["layer"]["chosen"] == 3 and set(idx.info["layer"]["cv_scene_accuracy"]) == {
-        "3", "7"}
-    assert np.allclose(idx.vectors["__center__"], good.mean(0), atol=1e-5)
-    loaded = index.SceneIndex.load(tmp_path)
-    assert loaded.info["layer"] == idx.info["layer"]
-    hits = [loaded.neighbors(f"g{g}", k=5) for g in range(4)]
-    assert all(sum(h.glyphs == f"g{g}" for h in hs) >= 4 for g, hs in enumerate(hits))
 
 def test_candidate_layers_span_the_stack():
     assert vectors.candidate_layers(24) == (8, 12, 16, 24)

@@ -144,7 +144,8 @@ def bench_vectors(run: Path, glyph_methods: list[str]) -> tuple[str, list[dict]]
                              scene_accuracy=per_scene["overall"]["accuracy"],
                              by=per_scene["by_style"],
                              shrinkage=(idx.info.get("whitening") or {}).get("shrinkage"),
-                             layer=idx.info.get("layer"),
+                             layers=idx.info.get("layers"),
+                             cv=(idx.info.get("whitening") or {}).get("cv_scene_accuracy"),
                              seconds=time.perf_counter() - t, **r))
             print(rows[-1], file=sys.stderr, flush=True)
     svc.build_index(corpus)  # leave the default behind
@@ -239,11 +240,11 @@ def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
                  "text, centred on the mean of the scene's style group (language · register · "
                  "level: `style-centred`) or on the corpus mean (`mean-centred`), both at the "
                  "last layer; "
-                 "`glyph-whitened` = style-centred, then whitened by the covariance of training "
-                 "scenes around their glyph's mean, shrunk towards its mean variance, at the "
-                 "layer and shrinkage that 5-fold cross-validation on the training scenes "
-                 "picks among the layers at 1/3, 1/2, 2/3 and all of the depth (the layer and "
-                 "shrinkage columns). Glyph vectors: `centroid` = mean of the "
+                 "`glyph-whitened` = at each layer of the layers column (1/3, 1/2, 2/3 and all "
+                 "of the depth), style-centred, then whitened by the covariance of training "
+                 "scenes around their glyph's mean, shrunk towards its mean variance by the "
+                 "amount 5-fold cross-validation on the training scenes picks (the shrinkage "
+                 "column), normalised, and the layers joined. Glyph vectors: `centroid` = mean of the "
                  "glyph's *training* scene vectors; `prompt` = hidden state after `glyph + "
                  "header` under the glyph's adapter, averaged over registers, levels and "
                  "languages. Rsc: for each held-out scene, is the nearest glyph vector its own "
@@ -251,21 +252,23 @@ def write(path: Path, args, faiss_rows, vec_rows, exp) -> None:
                  "glyph, its own held-out scenes in the top k of all held-out scenes / min(k, "
                  "#own), macro average over glyphs. Build: seconds to build the index, scene "
                  "vectors cached.", "",
-                 "| scene vectors | glyph vectors | layer | shrinkage | Rsc | recall@1 "
+                 "| scene vectors | glyph vectors | layers | shrinkage | Rsc | recall@1 "
                  "| recall@5 | chance@1 | chance@5 | build (s) |",
                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
-            layer = f"{r['layer']['chosen']} of {r['layer']['of']}" if r["layer"] else "last"
-            lines.append(f"| {r['scene']} | {r['method']} | {layer} | {r['shrinkage'] or ''} | "
+            layers = "+".join(map(str, r["layers"] or ["last"]))
+            shrink = r["shrinkage"]
+            if isinstance(shrink, dict):  # per layer
+                shrink = " ".join(sorted({f"{v:g}" for v in shrink.values()}))
+            lines.append(f"| {r['scene']} | {r['method']} | {layers} | {shrink or ''} | "
                          f"{r['scene_accuracy']:.3f} | {r['recall@1']:.3f} | "
                          f"{r['recall@5']:.3f} | {r['chance@1']:.3f} | {r['chance@5']:.3f} | "
                          f"{r['seconds']:.1f} |")
         lines.append("")
-        if rows[0]["layer"]:
-            cv = rows[0]["layer"]["cv_scene_accuracy"]
-            lines += ["Cross-validated accuracy on the training scenes by layer (first row; "
-                      "the index keeps the best): "
-                      + ", ".join(f"{k} {v:.3f}" for k, v in cv.items()) + ".", ""]
+        if isinstance(rows[0]["cv"], dict):
+            lines += ["Cross-validated accuracy on the training scenes of each layer alone "
+                      "(first row): " + ", ".join(f"layer {k} {v:.3f}"
+                                                  for k, v in rows[0]["cv"].items()) + ".", ""]
         lines += [f"{rows[0]['scenes']} held-out scenes. Rsc of the first row, by"]
         for attr, groups in rows[0]["by"].items():
             lines.append(f"- {attr}: " + ", ".join(f"{k} {g['accuracy']:.2f} ({g['scenes']})"

@@ -39,9 +39,11 @@ def index_build(run, glyph_vectors, scene_vectors, kind) -> None:
                           scene_method=scene_vectors or vectors.DEFAULT_SCENE_VECTORS,
                           log=lambda m: echo(m, err=True))
     i = idx.info
+    layers = i.get("layers") or []
+    at = f" of layers {'+'.join(map(str, layers))}" if len(layers) > 1 else ""
     echo(f"indexed {i['scenes']} scenes ({i['kind']}, {i['dim']}-d, scene vectors "
-               f"{i['scene_vectors']}, glyph vectors {i['glyph_vectors']}) in {i['seconds']}s "
-               f"→ {svc.run.index_dir}")
+         f"{i['scene_vectors']}{at}, glyph vectors {i['glyph_vectors']}) in {i['seconds']}s "
+         f"→ {svc.run.index_dir}")
 
 
 @main.command()

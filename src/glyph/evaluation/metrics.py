@@ -226,7 +226,7 @@ def evaluate(run: Path | str, *, split: str = "heldout", registry=None, corpus=N
     overall["retrieval"] = {**ret["overall"], "scene_accuracy": per_scene["overall"]["accuracy"],
                             "scene_chance": per_scene["overall"]["chance"],
                             "scene_vectors": svc.index.info.get("scene_vectors"),
-                            "scene_layer": (svc.index.info.get("layer") or {}).get("chosen")}
+                            "scene_layers": svc.index.info.get("layers")}
     for g, v in ret["per_glyph"].items():
         per_glyph[g]["retrieval"] = {**v, "scene_accuracy": per_scene["per_glyph"].get(
             g, {}).get("accuracy", float("nan"))}

@@ -28,8 +28,9 @@ def _fmt(x, digits: int = 3) -> str:
 def _vectors_note(overall: dict) -> str:
     """Which scene vectors the retrieval columns used (older metrics do not say)."""
     sv = overall.get("retrieval", {}).get("scene_vectors")
-    layer = overall.get("retrieval", {}).get("scene_layer")
-    at = f" of layer {layer}" if layer else ""  # None: the last layer (or older metrics)
+    layers = overall.get("retrieval", {}).get("scene_layers") or []
+    # one layer (or older metrics): the last, as always
+    at = f" of layers {'+'.join(map(str, layers))}" if len(layers) > 1 else ""
     return f" ({sv} scene vectors{at})" if sv else ""
 
 

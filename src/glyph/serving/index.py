@@ -2,8 +2,8 @@
 
 Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
 
-- a **scene** is the mean of the base model's hidden states over the scene's text, at the
-  layer whose whitening cross-validates best on the training scenes (``vectors.scene_space``)
+- a **scene** is the mean of the base model's hidden states over the scene's text, at a few
+  layers of the stack (``vectors.DEPTHS``; each layer treated as below, then joined)
   (prompt = its header only: no glyph, no adapter, so a scene is embedded the same way whether
   or not it was trained on), centred on the mean of its *style group* (language · register ·
   level), whitened by how training scenes vary within one glyph (``serving.whitening``;
@@ -215,12 +215,13 @@ def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
     unit_vecs = unit(space.vectors).astype("float32")
     vectors = glyph_vectors(encode, glyphs, scene_list, unit_vecs, glyph_method, list(registers),
                             space, lead)
-    at = list(layers).index(space.layer) if layers else -1
-    vectors["__center__"] = raw[:, at].mean(0).astype("float32")
+    used = [list(layers).index(lay) for lay in space.layers] if space.layers else [-1]
+    vectors["__center__"] = raw[:, used].mean(0).reshape(-1).astype("float32")
     for k, v in space.centres.items():
         vectors[f"__center__/{k}"] = v.astype("float32")
     index = make_faiss_index(unit_vecs, kind=kind)
-    info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method, **space.notes,
+    info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method,
+            "layers": list(space.layers) if space.layers else None, **space.notes,
             "kind": index_kind(index), "dim": int(unit_vecs.shape[1]), "scenes": len(scene_list),
             "corpus": corpus.fingerprint(), "run": str(Path(run).resolve()),
             "nprobe": getattr(index, "nprobe", None), "seconds": round(time.time() - t0, 1)}

@@ -6,18 +6,19 @@ is the one glyph uses). Recipes are tables: :data:`SCENE_VECTORS` (how raw scene
 become index vectors: centred by style, then whitened by glyph) and :data:`GLYPH_VECTORS`
 (how a glyph becomes a vector); adding one touches one place.
 
-Which layer: a real base's middle layers make better scene vectors than its last one
-(``benchmarks/scene_layers.md``), so scenes are embedded at the layers of :data:`DEPTHS`
-and :func:`scene_space` keeps the one whose whitening cross-validates best on the *training*
-scenes (glyph-whitened only; the other recipes use the last layer, as they always did).
+Which layers: a real base's middle layers make better scene vectors than its last one
+(``benchmarks/scene_layers.md``), and no single one is reliably best, so scenes are embedded
+at the layers of :data:`DEPTHS` and ``glyph-whitened`` whitens each layer on its own and
+joins them (:func:`scene_space`): cosine in the joined space is the mean of the layers'
+cosines. The other recipes use the last layer, as they always did.
 
 Example::
 
     >>> layers = candidate_layers(24)                                     # (8, 12, 16, 24)
     >>> raw = scene_vectors(gm.hidden, scene_list, layers)                # doctest: +SKIP
     >>> space = scene_space(raw, scene_list, "glyph-whitened", layers)    # doctest: +SKIP
-    >>> space.vectors.shape, space.layer                                  # doctest: +SKIP
-    ((1344, 896), 12)
+    >>> space.vectors.shape, space.layers                                 # doctest: +SKIP
+    ((1344, 3584), (8, 12, 16, 24))
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ from ..errors import ConfigError
 
 DEFAULT_SCENE_VECTORS = "glyph-whitened"  # chosen by measurement: benchmarks/expand.md
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
-#: where in the layer stack scene vectors may come from (share of its depth; 1.0 = the last
-#: layer). On the real 24-layer base every layer from 4 to 20 beat the last one
-#: (benchmarks/scene_layers.md); which one wins is decided per index by cross-validation.
+#: where in the layer stack glyph-whitened scene vectors come from (share of its depth; 1.0 =
+#: the last layer). Joined, these layers beat every single one of them, in cross-validation on
+#: training scenes and on held-out scenes, on the real base and on the tiny default
+#: (benchmarks/scene_layers.md).
 DEPTHS = (1 / 3, 1 / 2, 2 / 3, 1.0)
 
 
@@ -101,9 +103,9 @@ class SceneSpace:
 
     vectors: Any              # (scenes, d), not yet normalised
     centres: dict             # style group -> its mean (saved beside the index)
-    project: Callable         # raw base vectors (n, d) -> the same space (glyph prompt vectors)
+    project: Callable         # raw base vectors -> the same space (glyph prompt vectors)
     notes: dict = field(default_factory=dict)  # what the recipe chose; kept in the index info
-    layer: int | None = None  # the layer the vectors come from (None: the last)
+    layers: tuple | None = None  # the layers the vectors come from (None: the last)
 
 
 def _mean_centred(raw, scene_list) -> SceneSpace:
@@ -136,26 +138,37 @@ SCENE_VECTORS = {"glyph-whitened": _glyph_whitened, "style-centred": _style_cent
 
 
 def scene_space(raw, scene_list, method: str, layers=None) -> SceneSpace:
-    """Apply recipe ``method`` to ``raw`` ``[n, len(layers), d]`` at the layer it picks.
+    """Recipe ``method`` applied to ``raw`` ``[n, len(layers), d]``; its ``project`` takes
+    base vectors of the same layers, ``[m, len(layers), d]``.
 
-    ``glyph-whitened`` is fitted at every layer and keeps the one with the best
-    cross-validated accuracy on the training scenes (ties: the deeper layer); the index info
-    records every layer's figure. The other recipes take the last of ``layers``.
+    ``glyph-whitened`` is fitted at every layer on its own (each its shrinkage, chosen by
+    cross-validation on the training scenes) and the unit vectors of all layers are joined;
+    the other recipes take the last of ``layers``.
     """
+    import numpy as np
+
     layers = tuple(layers) if layers else (None,)
     recipe = SCENE_VECTORS[method]
-    if method != "glyph-whitened" or len(layers) == 1:
-        space = recipe(raw[:, -1], scene_list)
-        space.layer = layers[-1]
-        return space
-    spaces = [recipe(raw[:, i], scene_list) for i in range(len(layers))]
-    cv = [(s.notes.get("whitening") or {}).get("cv_scene_accuracy", -1.0) for s in spaces]
-    best = max(range(len(layers)), key=lambda i: (cv[i], i))
-    space = spaces[best]
-    space.layer = layers[best]
-    space.notes["layer"] = {"chosen": layers[best], "of": max(layers),
-                            "cv_scene_accuracy": {str(lay): c for lay, c in zip(layers, cv)}}
-    return space
+    spaces = [recipe(raw[:, i], scene_list)
+              for i in (range(len(layers)) if method == "glyph-whitened" else [-1])]
+    if len(spaces) == 1 or any(not sp.notes.get("whitening") for sp in spaces):
+        # one layer, or whitening had nothing to learn from: the last layer as it is
+        last = spaces[-1]
+        return SceneSpace(last.vectors, last.centres, lambda v: last.project(v[:, -1]),
+                          last.notes, layers[-1:] if layers[-1] is not None else None)
+
+    def join(parts):
+        return np.concatenate(parts, axis=-1)
+
+    whitening = [sp.notes["whitening"] for sp in spaces]
+    notes = {"whitening": {"folds": whitening[0]["folds"],
+                           **{k: {str(lay): w[k] for lay, w in zip(layers, whitening)}
+                              for k in ("shrinkage", "cv_scene_accuracy")}}}
+    return SceneSpace(
+        join([unit(sp.vectors) for sp in spaces]),
+        {k: join([sp.centres[k] for sp in spaces]) for k in spaces[0].centres},
+        lambda v: join([unit(sp.project(v[:, i])) for i, sp in enumerate(spaces)]),
+        notes, layers)
 
 
 def _centroid(encode, glyph, scene_list, unit_vecs, regs, space, lead):
@@ -169,9 +182,8 @@ def _prompt(encode, glyph, scene_list, unit_vecs, regs, space, lead):
 
     prompts = [(sc.prompt(glyph.symbol, r, lv, lang, lead), "") for r in regs for lv in sc.LEVELS
                for lang in sorted({s.lang for s in scene_list})]
-    _, last = encode(prompts, adapter=glyph.trigger,
-                     layers=None if space.layer is None else (space.layer,))
-    return unit(space.project(last[:, 0])).mean(0)
+    _, last = encode(prompts, adapter=glyph.trigger, layers=space.layers)
+    return unit(space.project(last)).mean(0)
 
 
 #: how a glyph becomes a vector: name → ``(encode, glyph, scenes, unit scene vectors,
