@@ -60,7 +60,7 @@ class GlyphService:
 
         Scene vectors come from the untouched base, so they are cached per base fingerprint:
         a second run (or a rebuild) on the same base embeds nothing again. They are taken at
-        the layers of ``vectors.DEPTHS``; the index keeps the one that cross-validates best.
+        the layers of ``vectors.DEPTHS`` (``glyph-whitened`` joins them all).
         """
         from .vectors import candidate_layers
 
