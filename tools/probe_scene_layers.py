@@ -2,8 +2,8 @@
 
 The index used to embed a scene as the mean of the base's *last* hidden states over its text.
 Middle layers of a language model often hold more of what a text is about and less of what
-token comes next. (Since this probe, the index embeds scenes at a few depths and keeps the
-layer that cross-validates best on training scenes: ``glyph.serving.vectors.scene_space``.)
+token comes next. (Since this probe, the index embeds scenes at four depths, whitens each
+layer on its own and joins them: ``glyph.serving.vectors.scene_space``.)
 This probe runs every corpus scene (header + text, the index's pairs) once
 through the untouched base with all hidden states, mean-pools each probed layer over the text
 tokens, and reports per-scene retrieval of the held-out scenes (is the nearest glyph centroid
