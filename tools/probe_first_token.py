@@ -17,10 +17,10 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import time
-from pathlib import Path
+
+from _probe import load_probe_base, probe_args
 
 WORDS = ["fire", "river", "water", "bone", "salt", "stone", "light", "heart", "storm", "door",
          "seed", "mirror", "ash", "wind"]
@@ -57,17 +57,9 @@ def probe(model, tok, lead: str, words: list[str]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", required=True, help=".gguf file, model directory or hub id")
-    ap.add_argument("--out", type=Path, required=True, help="markdown file to write")
-    a = ap.parse_args()
-    from transformers import AutoTokenizer
-
-    from glyph.model.base import load_base
-
+    a = probe_args(__doc__)
     t0 = time.time()
-    model, info = load_base(a.base, log=print)  # float32, eval mode, as glyph loads bases
-    tok = AutoTokenizer.from_pretrained(info.path)
+    model, tok = load_probe_base(a.base)
     rows = {name: probe(model, tok, lead, WORDS) for name, lead in LEADS.items()}
     lines = ["# The first token of a prompt", "",
              f"Command: `python tools/probe_first_token.py --base {a.base} --out {a.out}` "

@@ -21,6 +21,8 @@ import itertools
 import json
 from pathlib import Path
 
+from _probe import corpus_scenes, heldout_accuracy
+
 
 def load(cache: Path):
     """The cached scene vectors ``[n, layers, d]`` of the corpus scenes, their layers, scenes."""
@@ -28,14 +30,11 @@ def load(cache: Path):
 
     from glyph.corpus import scenes as sc
     from glyph.serving.vector_cache import _key
-    from glyph.vocab import registry
 
     layers = [int(x) for x in cache.name.rsplit("-L", 1)[1].split(".")]
     row = {k: i for i, k in enumerate(json.loads((cache / "keys.json").read_text()))}
     means = np.load(cache / "means.npy", allow_pickle=False)
-    reg = registry.load()
-    active = {g.symbol for g in reg.active()}
-    scene_list = [s for s in sc.load_corpus(reg).scenes if s.glyph in active]
+    scene_list = corpus_scenes()
     at = [row.get(_key(sc.header(s.register, s.level, s.lang), s.text)) for s in scene_list]
     if any(a is None for a in at):
         raise SystemExit(f"{cache}: {sum(a is None for a in at)} scenes are not cached; build "
@@ -74,17 +73,11 @@ def main() -> None:
             z[lay] = unit(xs[lay] @ vecs / np.sqrt(values + shrink[lay] * values.mean()))
         for c in combos:
             cv[c] += _accuracy(np.concatenate([z[lay] for lay in c], 1), labels, fit, test) / FOLDS
-    names = sorted(set(labels))
-
-    def held_out(u):  # as the index scores it: cosine to unit glyph centroids
-        cents = unit(np.stack([u[train & (labels == g)].mean(0) for g in names]))
-        return float((np.array(names)[(u[~train] @ cents.T).argmax(1)] == labels[~train]).mean())
-
     print(f"{len(scenes)} scenes ({train.sum()} training), layers {layers}")
     print("| layers | nested CV (training scenes) | held-out per-scene retrieval |")
     print("|---|---:|---:|")
     for c in sorted(combos, key=lambda c: (len(c) not in (1, len(layers)), -cv[c])):
-        held = held_out(unit(np.concatenate([whole[lay] for lay in c], 1)))
+        held = heldout_accuracy(np.concatenate([whole[lay] for lay in c], 1), scenes)
         print(f"| {'+'.join(map(str, c))} | {cv[c]:.3f} | {held:.3f} |")
 
 

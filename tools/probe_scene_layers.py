@@ -16,9 +16,9 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
+
+from _probe import corpus_scenes, heldout_accuracy, load_probe_base, probe_args
 
 LAYERS = (4, 8, 12, 16, 20, -1)
 
@@ -58,37 +58,19 @@ def layer_means(model, tok, pairs, layers, batch_size: int = 16):
 
 def scene_accuracy(vectors, scenes, recipe: str) -> tuple[float, dict]:
     """Held-out per-scene retrieval with one of the index's scene-vector recipes."""
-    import numpy as np
-
-    from glyph.serving.vectors import SCENE_VECTORS, unit
+    from glyph.serving.vectors import SCENE_VECTORS
 
     space = SCENE_VECTORS[recipe](vectors, scenes)
-    u = unit(space.vectors)
-    names = sorted({s.glyph for s in scenes})
-    cents = unit(np.stack([u[[i for i, s in enumerate(scenes)
-                              if s.glyph == g and s.split == "train"]].mean(0) for g in names]))
-    held = [i for i, s in enumerate(scenes) if s.split == "heldout"]
-    hits = [names[int(np.argmax(cents @ u[i]))] == scenes[i].glyph for i in held]
-    return float(np.mean(hits)), space.notes
+    return heldout_accuracy(space.vectors, scenes), space.notes
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--base", required=True, help=".gguf file, model directory or hub id")
-    ap.add_argument("--out", type=Path, required=True, help="markdown file to write")
-    a = ap.parse_args()
-    from transformers import AutoTokenizer
-
+    a = probe_args(__doc__)
     from glyph.corpus import scenes as sc
-    from glyph.model.base import load_base
-    from glyph.vocab import registry
 
     t0 = time.time()
-    model, info = load_base(a.base, log=print)  # float32, eval mode, as glyph loads bases
-    tok = AutoTokenizer.from_pretrained(info.path)
-    reg = registry.load()
-    active = {g.symbol for g in reg.active()}
-    scene_list = [s for s in sc.load_corpus(reg).scenes if s.glyph in active]
+    model, tok = load_probe_base(a.base)
+    scene_list = corpus_scenes()
     pairs = [(sc.header(s.register, s.level, s.lang), s.text) for s in scene_list]
     n_layers = model.config.num_hidden_layers
     layers = [lay for lay in LAYERS if lay == -1 or lay < n_layers]
