@@ -270,6 +270,31 @@ def test_kill_and_resume_equals_uninterrupted_run(mini_project, tiny_base, train
     assert all(torch.equal(a[k], b[k]) for k in a)  # same seed, same result, bit for bit
 
 
+def test_lora_dropout_is_seeded_per_step(mini_project, tiny_base, trained_run):
+    """Dropout changes what is learnt, yet a killed and resumed run draws the same masks, and
+    training leaves the caller's RNG where it was."""
+    kw = dict(steps=12, lora_dropout=0.3)
+    whole = mini_project / "dropout-whole"
+    before = torch.random.get_rng_state()
+    train(_cfg(whole, tiny_base, **kw), log=_quiet, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    saved = json.loads(next((whole / "adapters").glob("*/adapter_config.json")).read_text())
+    assert saved["lora_dropout"] == 0.3
+    crashed = mini_project / "dropout-crashed"
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(crashed, tiny_base, **kw), log=_quiet, progress=False,
+              on_step=_crash_after(10))
+    train(_cfg(crashed, tiny_base, **kw), resume=True, log=_quiet, progress=False)
+    a, b = _adapter_tensors(whole), _adapter_tensors(crashed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = mini_project / "dropout-off"
+    train(_cfg(plain, tiny_base, steps=12), log=_quiet, progress=False)
+    c = _adapter_tensors(plain)
+    assert any(not torch.equal(a[k], c[k]) for k in a if "lora_" in k)
+    with pytest.raises(ConfigError, match="lora-dropout"):
+        _cfg(mini_project / "bad", tiny_base, lora_dropout=1.0)
+
+
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(mini_project, tiny_base):
     out = mini_project / "nan"
     with pytest.raises(TrainingError, match=r"loss became (nan|inf).*step-0000"):

@@ -22,7 +22,7 @@ def attach_adapters(base_model, reg, triggers: list[str], cfg: TrainConfig, init
     peft_model = None
     for t in triggers:
         ids = [g.id for g in reg.active() if g.trigger == t]
-        lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+        lc = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                         target_modules=list(reg.family.lora_targets),
                         trainable_token_indices=ids, task_type="CAUSAL_LM")
         if peft_model is None:

@@ -98,7 +98,7 @@ def restore(run, peft_model, opt, sched) -> tuple[int, list]:
     with torch.no_grad():
         for n, p in params.items():
             p.copy_(saved[n])
-    moments.pop("__torch_rng__", None)  # written by glyph < 0.2; nothing in a step draws from it
+    moments.pop("__torch_rng__", None)  # written by glyph < 0.2; a step seeds its own draws
     for n, p in params.items():
         st = {k.split("::", 1)[1]: v for k, v in moments.items() if k.split("::", 1)[0] == n}
         if st:

@@ -77,6 +77,8 @@ class TrainConfig:
     embedding_lr: float = opt(2e-2, "learning rate of the glyph rows")
     lora_r: int = opt(8, "LoRA rank")
     lora_alpha: int | None = opt(None, "LoRA alpha (default: 2 × rank)")
+    lora_dropout: float = opt(0.0, "share of each LoRA layer's inputs dropped while training "
+                              "(a regulariser against memorising the scenes; 0: off)")
     init: str = opt(DEFAULT_INIT, "glyph row initialisation (default: the measured best)",
                     choices=tuple(STRATEGIES))
     seed: int = opt(0, "seed of adapter init and data order")
@@ -150,6 +152,8 @@ class TrainConfig:
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"--{k.replace('_', '-')} must be a number >= 0")
+        if not (isinstance(self.lora_dropout, (int, float)) and 0 <= self.lora_dropout < 1):
+            raise ConfigError("--lora-dropout must be a number in [0, 1)")
         if self.max_minutes is not None and not (self.max_minutes > 0
                                                  and math.isfinite(self.max_minutes)):
             raise ConfigError("--max-minutes must be a positive number")

@@ -238,7 +238,10 @@ class Recipe:
                         acc.reduce(torch.tensor(local, device=acc.device), "sum").tolist())
         stats = Stats()
         self.opt.zero_grad(set_to_none=True)
-        with active(self.peft_model, trigger):
+        with active(self.peft_model, trigger), torch.random.fork_rng(devices=[]):
+            # LoRA dropout draws its masks here, seeded by (seed, step, process): a resumed run
+            # draws the same ones, and the caller's RNG stays untouched
+            torch.manual_seed((self.cfg.seed * 1_000_003 + self.step_no) * 1024 + rank)
             for j, part in enumerate(parts):
                 last = j == len(parts) - 1  # gradients are averaged across processes once
                 with (nullcontext() if last or world == 1 else acc.no_sync(self.model)):
