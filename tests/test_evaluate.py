@@ -103,22 +103,19 @@ def test_scene_retrieval_is_one_query_per_scene():
     import numpy as np
     from types import SimpleNamespace as NS
 
-    class Index:  # glyph vectors on two axes; each scene's vector says where it lies
-        vec = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0])}
-        scenes = {"a1": [0.9, 0.1], "a2": [0.2, 0.8], "b1": [0.1, 0.9], "b2": [0.0, 1.0]}
+    from glyph.serving.faiss_index import make_faiss_index
+    from glyph.serving.index import SceneIndex
+    from glyph.serving.vectors import glyph_key
 
-        def has_glyph(self, g):
-            return g in self.vec
-
-        def glyph_vector(self, g):
-            return self.vec[g]
-
-        def scene_vector(self, sid):
-            return np.array(self.scenes[sid]) if sid in self.scenes else None
-
+    # glyph vectors on two axes; each scene's vector says where it lies
+    scenes = {"a1": [0.9, 0.1], "a2": [0.2, 0.8], "b1": [0.1, 0.9], "b2": [0.0, 1.0]}
+    index = SceneIndex(make_faiss_index(np.array(list(scenes.values()), dtype="float32")),
+                       [{"id": k} for k in scenes],
+                       {glyph_key("a"): np.array([1.0, 0.0], dtype="float32"),
+                        glyph_key("b"): np.array([0.0, 1.0], dtype="float32")}, {})
     pool = [NS(id=i, glyph=i[0], register="poetry", level="micro" if i[1] == "1" else "macro",
                lang="en") for i in ("a1", "a2", "b1", "b2", "zz")]
-    r = ev.scene_retrieval(Index(), pool, ["a", "b"])
+    r = ev.scene_retrieval(index, pool, ["a", "b"])
     assert r["per_glyph"]["a"] == {"accuracy": 0.5, "scenes": 2}
     assert r["per_glyph"]["b"] == {"accuracy": 1.0, "scenes": 2}
     assert r["overall"] == {"accuracy": 0.75, "scenes": 4, "chance": 0.5}

@@ -41,7 +41,8 @@ def gm(svc):
 # ---------------------------------------------------------------- index and neighbors
 def test_index_files_and_metadata(project):
     d = index.SceneIndex.directory(project.run)
-    assert {p.name for p in d.iterdir()} == {"scenes.faiss", "vectors.safetensors", "meta.json"}
+    assert {p.name for p in d.iterdir()} == {"scenes.faiss", "vectors.safetensors", "meta.json",
+                                             "projection.safetensors"}
     idx = index.SceneIndex.load(project.run)
     assert idx.index.ntotal == len(idx.meta) == 42  # every scene of the 3 glyphs
     assert idx.info["kind"] == "flat" and idx.info["glyph_vectors"] == "centroid"
@@ -83,6 +84,68 @@ def test_run_without_index_is_one_clear_line(project, tmp_path):
     shutil.copytree(project.run, bare, ignore=shutil.ignore_patterns("index"))
     r = run("neighbors", "⟁", "--run", str(bare))
     assert r.exit_code == 1 and "glyph index build" in r.output and r.output.count("\n") == 1
+
+
+# ---------------------------------------------------------------- compress (text → glyphs)
+def test_compress_reads_a_scene_where_the_index_put_it(svc):
+    """A corpus scene read in its own style lands on its index vector, so compress ranks the
+    glyphs as per-scene retrieval does; with no style given, it still finds its glyph."""
+    idx = svc.index
+    for m in idx.meta[::7]:
+        out = svc.compress(m["text"], register=m["register"], level=m["level"],
+                           lang=m["lang"], k=3)
+        want = idx.rank_glyphs(idx.scene_vector(m["id"]))[:3]
+        assert out.guessed == [] and [g.symbol for g in out.glyphs] == [w[0] for w in want]
+        assert [g.score for g in out.glyphs] == pytest.approx([w[1] for w in want], abs=1e-3)
+        blind = svc.compress(m["text"], k=1)
+        assert blind.guessed == ["register", "level", "lang"]
+        assert (blind.level, blind.lang) == ("micro", "en")  # the mini corpus has no other
+        assert blind.glyphs[0].symbol == m["glyphs"]          # disjoint vocabularies
+        assert blind.glyphs[0].name == svc.model.glyph(m["glyphs"]).name
+
+
+def test_compress_guesses_language_by_script_and_level_by_length():
+    from glyph.serving.compress import guess_lang, guess_level
+
+    meta = [{"lang": "en", "level": "micro", "text": "heat in an empty room"},
+            {"lang": "ru", "level": "micro", "text": "жара в пустой комнате"},
+            {"lang": "en", "level": "macro", "text": " ".join(["word"] * 120)}]
+    assert guess_lang("Чайник кипит, дома никого", meta) == "ru"
+    assert guess_lang("the kettle shrieks", meta) == "en"
+    assert guess_level("one two three", meta) == "micro"
+    assert guess_level(" ".join(["w"] * 90), meta) == "macro"
+
+
+def test_compress_bad_input_and_old_index(svc, project, tmp_path):
+    import shutil
+
+    with pytest.raises(ConfigError, match="empty"):
+        svc.compress("   ")
+    with pytest.raises(ConfigError, match="unknown register 'dance'"):
+        svc.compress("heat", register="dance")
+    with pytest.raises(ConfigError, match="two-letter"):
+        svc.compress("heat", lang="english")
+    old = tmp_path / "old"
+    shutil.copytree(project.run, old)
+    (old / "index" / "projection.safetensors").unlink()  # as an index built by glyph < 0.x
+    r = run("compress", "heat", "--run", str(old))
+    assert r.exit_code == 1 and r.output.count("\n") == 1
+    assert "glyph index build" in r.output
+    (old / "index" / "projection.safetensors").write_bytes(b"not safetensors")
+    r = run("neighbors", "⟁", "--run", str(old))
+    assert r.exit_code == 1 and "projection.safetensors" in r.output and "rebuild" in r.output
+
+
+def test_cli_compress_text_and_json(project):
+    r = run("compress", "fire", "--k", "2")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("── read as every register · micro · en; guessed:")
+    assert len(lines) == 3
+    r = run("compress", "fire", "--register", "logic", "--json")
+    out = json.loads(r.stdout)
+    assert out["registers"] == ["logic"] and out["guessed"] == ["level", "lang"]
+    assert len(out["glyphs"]) == 3 and out["glyphs"][0]["score"] >= out["glyphs"][1]["score"]
 
 
 def _clustered(n: int, d: int = 32, clusters: int = 50, seed: int = 0):
@@ -251,8 +314,10 @@ def test_glyph_whitened_joins_the_layers_each_whitened_on_its_own():
     assert w["cv_scene_accuracy"]["12"] > 0.9 and w["cv_scene_accuracy"]["6"] < 0.5
     assert _scene_accuracy(space, scenes, "heldout") > 0.9
     assert np.allclose(space.project(raw[:4]), space.vectors[:4], atol=1e-4)
-    centres = space.centres["en/poetry/micro"]
-    assert np.allclose(centres, raw.mean(0).reshape(-1), atol=1e-4)
+    # centred on its own style group, a scene's raw vector lands exactly on its index vector
+    assert np.allclose(space.project(raw[:4], style="en/poetry/micro"), space.vectors[:4],
+                       atol=1e-5)
+    assert np.allclose(space.projection.centres["en/poetry/micro"], raw.mean(0), atol=1e-4)
     # the other recipes keep the last layer, as they always did
     plain = vectors.scene_space(np.stack((good, blind), 1), scenes, "style-centred", (6, 12))
     assert plain.layers == (12,) and plain.notes == {}  # no whitening to record

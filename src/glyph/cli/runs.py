@@ -1,4 +1,4 @@
-"""Commands on a trained run: index build, neighbors, expand, export, eval."""
+"""Commands on a trained run: index build, neighbors, expand, compress, export, eval."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -109,6 +109,29 @@ def expand(prompt, register, level, lang, k, max_new_tokens, temperature, seed, 
         return
     echo(f"── adapters: {', '.join(out.triggers) or 'none (base model)'}")
     echo(out.prompt + out.text)
+
+
+@main.command()
+@click.argument("text")
+@click.option("--register", default=None, help="read TEXT in this register (default: every "
+              "register, averaged)")
+@click.option("--level", type=click.Choice(["micro", "meso", "macro"]), default=None,
+              help="default: the level of indexed scenes of TEXT's length")
+@click.option("--lang", default=None, help="two-letter code (default: by TEXT's script)")
+@click.option("--k", type=click.IntRange(min=1), default=5, show_default=True,
+              help="glyphs to print")
+@RUN
+@click.option("--json", "as_json", is_flag=True)
+def compress(text, register, level, lang, k, run, as_json) -> None:
+    """Print the glyphs whose scenes TEXT is nearest to, best first (the inverse of expand)."""
+    out = load_service(run).compress(text, register=register, level=level, lang=lang, k=k)
+    if as_json:
+        return echo_json(out.to_dict())
+    guessed = f"; guessed: {', '.join(out.guessed)}" if out.guessed else ""
+    reg = out.registers[0] if len(out.registers) == 1 else "every register"
+    echo(f"── read as {reg} · {out.level} · {out.lang}{guessed}")
+    for g in out.glyphs:
+        echo(f"{g.score:+.3f}  {g.symbol}  {g.name}")
 
 
 @main.command("export")

@@ -49,20 +49,17 @@ def scene_retrieval(index, scene_list, symbols) -> dict:
     scenes; chance is ``1 / #glyphs``. ``by_style``: the same rate per register, level and
     language (where the misses are).
     """
-    import numpy as np
-
     keys = [s for s in symbols if index.has_glyph(s)]
     if not keys:
         return {"per_glyph": {}, "overall": {"accuracy": float("nan"), "chance": float("nan")},
                 "by_style": {}}
-    G = np.stack([index.glyph_vector(g) for g in keys])
     hits: dict[str, list[bool]] = {}
     styles, every = [], []
     for s in scene_list:
         v = index.scene_vector(s.id)
         if v is None:
             continue
-        hit = keys[int(np.argmax(G @ v))] == s.glyph
+        hit = index.rank_glyphs(v, keys)[0][0] == s.glyph
         hits.setdefault(s.glyph, []).append(hit)
         every.append(hit)
         styles.append({k: getattr(s, k) for k in STYLES})

@@ -17,8 +17,9 @@ Vectors (the choice and its numbers: ``benchmarks/expand.md``, "Which vectors"):
 
 Cosine similarity = inner product of unit vectors. Up to ``EXACT_LIMIT`` scenes the index is
 exact (``IndexFlatIP``); past it, approximate (see :func:`make_faiss_index`). Saved beside the
-run in ``RUN/index/``: ``scenes.faiss``, ``vectors.safetensors`` (glyph vectors, centre) and
-``meta.json`` — no pickle. The style centres are saved too (``__center__/en/poetry/micro``).
+run in ``RUN/index/``: ``scenes.faiss``, ``vectors.safetensors`` (glyph vectors),
+``projection.safetensors`` (style centres and whitening: how any text embedded like a scene
+enters the space, :mod:`glyph.serving.projection`) and ``meta.json`` — no pickle.
 
 Example::
 
@@ -38,9 +39,10 @@ from ..errors import ConfigError, NotFound, ModelError
 from ..files import publishing, read_json
 from ..limits import MAX_INDEX_META_BYTES
 from .faiss_index import IVF_NPROBE, index_kind, make_faiss_index
+from .projection import Projection
 from .vectors import (DEFAULT_GLYPH_VECTORS, DEFAULT_SCENE_VECTORS, GLYPH_VECTORS,
-                      SCENE_VECTORS, Encoder, glyph_key, glyph_vectors, scene_space,
-                      scene_vectors, unit)
+                      SCENE_VECTORS, Encoder, glyph_key, glyph_symbol, glyph_vectors,
+                      scene_space, scene_vectors, unit)
 
 INDEX_FORMAT = 2            # 2: style-centred scene vectors
 _META_KEYS = {"id", "glyphs", "register", "level", "tier", "lang", "split", "text"}
@@ -64,6 +66,23 @@ def _read_binaries(d: Path, rebuild: str):
     return out
 
 
+def _read_projection(d: Path, dim: int, rebuild: str) -> Projection | None:
+    """``projection.safetensors`` (None when the index predates it); damaged: ModelError."""
+    f = d / "projection.safetensors"
+    if not f.is_file():
+        return None
+    try:
+        p = Projection.load(f)
+        ok = p(p.mean[None]).shape[1] == dim  # the projection leads into this index's space
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise ModelError(f"{f}: cannot be read ({first}); {rebuild}") from None
+    if not ok:
+        raise ModelError(f"{d}: projection.safetensors and scenes.faiss do not agree "
+                         f"(different builds?); {rebuild}")
+    return p
+
+
 @dataclass
 class Hit:
     """One retrieved scene with its cosine score."""
@@ -85,8 +104,10 @@ class Hit:
 class SceneIndex:
     """The FAISS index of a run's scenes, their metadata and the glyph vectors."""
 
-    def __init__(self, index, meta: list[dict], vectors: dict, info: dict):
+    def __init__(self, index, meta: list[dict], vectors: dict, info: dict,
+                 projection: Projection | None = None):
         self.index, self.meta, self.vectors, self.info = index, meta, vectors, info
+        self.projection = projection  # None: an index built before glyph saved it
 
     @staticmethod
     def directory(run: Path | str) -> Path:
@@ -121,7 +142,7 @@ class SceneIndex:
         if isinstance(index, faiss.IndexIVF):
             nprobe = info.get("nprobe")
             index.nprobe = nprobe if isinstance(nprobe, int) and nprobe > 0 else IVF_NPROBE
-        return cls(index, scenes, vectors, info)
+        return cls(index, scenes, vectors, info, _read_projection(d, index.d, rebuild))
 
     def save(self, run: Path | str) -> Path:
         """Write ``RUN/index/`` atomically (a temp dir renamed into place)."""
@@ -132,6 +153,8 @@ class SceneIndex:
         with publishing(d) as tmp:
             faiss.write_index(self.index, str(tmp / "scenes.faiss"))
             save_file(self.vectors, str(tmp / "vectors.safetensors"))
+            if self.projection is not None:
+                self.projection.save(tmp / "projection.safetensors")
             (tmp / "meta.json").write_text(json.dumps(
                 {"version": INDEX_FORMAT, "info": self.info, "scenes": self.meta},
                 ensure_ascii=False, indent=1), encoding="utf-8")
@@ -187,6 +210,21 @@ class SceneIndex:
         where = None if register is None else (lambda m: m["register"] == register)
         return self.search(self.glyph_vector(symbol, register), k=k, where=where)
 
+    def glyphs(self) -> list[str]:
+        """The glyphs that have a vector, in the order they were indexed."""
+        return [glyph_symbol(k) for k in self.vectors if k.startswith("U+") and "/" not in k]
+
+    def rank_glyphs(self, vector, symbols=None) -> list[tuple[str, float]]:
+        """``(glyph, cosine)`` of every glyph (of ``symbols``, default all) to ``vector`` (a
+        unit vector in the index's space), best first."""
+        import numpy as np
+
+        keys = [g for g in (self.glyphs() if symbols is None else symbols) if self.has_glyph(g)]
+        if not keys:
+            return []
+        scores = np.stack([self.glyph_vector(g) for g in keys]) @ np.asarray(vector, "float32")
+        return [(keys[i], round(float(scores[i]), 4)) for i in np.argsort(-scores, kind="stable")]
+
 
 def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
           glyph_method: str = DEFAULT_GLYPH_VECTORS, scene_method: str = DEFAULT_SCENE_VECTORS,
@@ -215,10 +253,6 @@ def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
     unit_vecs = unit(space.vectors).astype("float32")
     vectors = glyph_vectors(encode, glyphs, scene_list, unit_vecs, glyph_method, list(registers),
                             space, lead)
-    used = [list(layers).index(lay) for lay in space.layers] if space.layers else [-1]
-    vectors["__center__"] = raw[:, used].mean(0).reshape(-1).astype("float32")
-    for k, v in space.centres.items():
-        vectors[f"__center__/{k}"] = v.astype("float32")
     index = make_faiss_index(unit_vecs, kind=kind)
     info = {"glyph_vectors": glyph_method, "scene_vectors": scene_method,
             "layers": list(space.layers) if space.layers else None, **space.notes,
@@ -228,6 +262,6 @@ def build(run: Path | str, encode: Encoder, glyphs, corpus, registers, *,
     meta = [{"id": s.id, "glyphs": "".join(s.glyphs), "register": s.register, "level": s.level,
              "tier": s.tier, "lang": s.lang, "split": s.split, "text": s.text}
             for s in scene_list]
-    idx = SceneIndex(index, meta, vectors, info)
+    idx = SceneIndex(index, meta, vectors, info, space.projection)
     idx.save(run)
     return idx

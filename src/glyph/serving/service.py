@@ -2,7 +2,9 @@
 
 :class:`GlyphService` is what the CLI, the demo and a Python user hold: ``neighbors`` asks
 the index, ``generate`` asks the model, ``expand`` runs the decompression protocol with
-both (:mod:`glyph.serving.expand`), ``build_index`` embeds the scenes with the model.
+both (:mod:`glyph.serving.expand`), ``compress`` runs its inverse — which glyphs a text is
+nearest to (:mod:`glyph.serving.compress`) — and ``build_index`` embeds the scenes with the
+model.
 
 Example::
 
@@ -53,6 +55,14 @@ class GlyphService:
             raise NotFound(f"run {self.run.path} has no scene index; build it with "
                            f"`glyph index build {self.run.path}`")
         return self.index.neighbors(g.symbol, k=k, register=register)
+
+    def compress(self, text: str, *, register: str | None = None, level: str | None = None,
+                 lang: str | None = None, k: int = 5):
+        """The glyphs whose scenes ``text`` is nearest to, best first (see
+        :func:`glyph.serving.compress.compress`)."""
+        from .compress import compress
+
+        return compress(self, text, register=register, level=level, lang=lang, k=k)
 
     def build_index(self, corpus, *, log: Callable[[str], None] | None = None,
                     **kw) -> SceneIndex:

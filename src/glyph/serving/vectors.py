@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ConfigError
+from .projection import Projection
 
 DEFAULT_SCENE_VECTORS = "glyph-whitened"  # chosen by measurement: benchmarks/expand.md
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
@@ -46,6 +47,15 @@ def glyph_key(symbol: str, register: str | None = None) -> str:
 #: float32 arrays ``[n, len(layers), d]`` (layers: 1-based, None = the last): how the index
 #: turns ``(prefix, text)`` pairs into vectors (e.g. ``GlyphModel.hidden``).
 Encoder = Callable[..., tuple]
+
+
+def glyph_symbol(key: str) -> str:
+    """Inverse of :func:`glyph_key` (the register dropped).
+
+    >>> glyph_symbol(glyph_key("⟁", "poetry"))
+    '⟁'
+    """
+    return "".join(chr(int(h, 16)) for h in key.split("/")[0][2:].split("-"))
 
 
 def candidate_layers(n_layers: int) -> tuple[int, ...]:
@@ -102,21 +112,23 @@ class SceneSpace:
     """Scene vectors in the index's space, and how to bring another base vector there."""
 
     vectors: Any              # (scenes, d), not yet normalised
-    centres: dict             # style group -> its mean (saved beside the index)
-    project: Callable         # raw base vectors -> the same space (glyph prompt vectors)
+    projection: Projection    # raw base vectors -> the same space (saved beside the index)
     notes: dict = field(default_factory=dict)  # what the recipe chose; kept in the index info
     layers: tuple | None = None  # the layers the vectors come from (None: the last)
+
+    def project(self, raw, style: str | None = None):
+        """Raw base vectors ``[m, len(layers), d]`` in this space (see :class:`Projection`)."""
+        return self.projection(raw, style)
 
 
 def _mean_centred(raw, scene_list) -> SceneSpace:
     mean = raw.mean(0, keepdims=True)
-    return SceneSpace(raw - mean, {}, lambda v: v - mean)
+    return SceneSpace(raw - mean, Projection(mean, [None]))
 
 
 def _style_centred(raw, scene_list) -> SceneSpace:
     x, centres = centre_by_style(raw, scene_list)
-    mean = raw.mean(0, keepdims=True)
-    return SceneSpace(x, centres, lambda v: v - mean)
+    return SceneSpace(x, Projection(raw.mean(0, keepdims=True), [None], centres))
 
 
 def _glyph_whitened(raw, scene_list) -> SceneSpace:
@@ -127,9 +139,10 @@ def _glyph_whitened(raw, scene_list) -> SceneSpace:
     w = whitening.fit(space.vectors, [s.glyph for s in scene_list],
                       [s.split == "train" for s in scene_list])
     if w is None:  # one glyph or a handful of scenes: nothing to learn, style-centred as is
-        return SceneSpace(space.vectors, space.centres, space.project, {"whitening": None})
-    return SceneSpace(space.vectors @ w.transform, space.centres,
-                      lambda v: space.project(v) @ w.transform, w.notes())
+        return SceneSpace(space.vectors, space.projection, {"whitening": None})
+    p = space.projection
+    return SceneSpace(space.vectors @ w.transform, Projection(p.mean, [w.transform], p.centres),
+                      w.notes())
 
 
 #: how raw scene vectors become index vectors: name → ``(raw, scenes) -> SceneSpace``
@@ -138,8 +151,8 @@ SCENE_VECTORS = {"glyph-whitened": _glyph_whitened, "style-centred": _style_cent
 
 
 def scene_space(raw, scene_list, method: str, layers=None) -> SceneSpace:
-    """Recipe ``method`` applied to ``raw`` ``[n, len(layers), d]``; its ``project`` takes
-    base vectors of the same layers, ``[m, len(layers), d]``.
+    """Recipe ``method`` applied to ``raw`` ``[n, len(layers), d]``; its projection takes
+    base vectors of the space's layers, ``[m, len(space.layers), d]``.
 
     ``glyph-whitened`` is fitted at every layer on its own (each its shrinkage, chosen by
     cross-validation on the training scenes) and the unit vectors of all layers are joined;
@@ -154,21 +167,14 @@ def scene_space(raw, scene_list, method: str, layers=None) -> SceneSpace:
     if len(spaces) == 1 or any(not sp.notes.get("whitening") for sp in spaces):
         # one layer, or whitening had nothing to learn from: the last layer as it is
         last = spaces[-1]
-        return SceneSpace(last.vectors, last.centres, lambda v: last.project(v[:, -1]),
-                          last.notes, layers[-1:] if layers[-1] is not None else None)
-
-    def join(parts):
-        return np.concatenate(parts, axis=-1)
-
+        return SceneSpace(last.vectors, last.projection, last.notes,
+                          layers[-1:] if layers[-1] is not None else None)
     whitening = [sp.notes["whitening"] for sp in spaces]
     notes = {"whitening": {"folds": whitening[0]["folds"],
                            **{k: {str(lay): w[k] for lay, w in zip(layers, whitening)}
                               for k in ("shrinkage", "cv_scene_accuracy")}}}
-    return SceneSpace(
-        join([unit(sp.vectors) for sp in spaces]),
-        {k: join([sp.centres[k] for sp in spaces]) for k in spaces[0].centres},
-        lambda v: join([unit(sp.project(v[:, i])) for i, sp in enumerate(spaces)]),
-        notes, layers)
+    return SceneSpace(np.concatenate([unit(sp.vectors) for sp in spaces], axis=-1),
+                      Projection.join([sp.projection for sp in spaces]), notes, layers)
 
 
 def _centroid(encode, glyph, scene_list, unit_vecs, regs, space, lead):
