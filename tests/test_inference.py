@@ -125,6 +125,8 @@ def test_compress_bad_input_and_old_index(svc, project, tmp_path):
         svc.compress("heat", register="dance")
     with pytest.raises(ConfigError, match="two-letter"):
         svc.compress("heat", lang="english")
+    with pytest.raises(ConfigError, match="at most 20,000"):
+        svc.compress("heat " * 5000)
     old = tmp_path / "old"
     shutil.copytree(project.run, old)
     (old / "index" / "projection.safetensors").unlink()  # as an index built by glyph < 0.x
@@ -134,6 +136,14 @@ def test_compress_bad_input_and_old_index(svc, project, tmp_path):
     (old / "index" / "projection.safetensors").write_bytes(b"not safetensors")
     r = run("neighbors", "⟁", "--run", str(old))
     assert r.exit_code == 1 and "projection.safetensors" in r.output and "rebuild" in r.output
+    import numpy as np
+
+    from glyph.serving.projection import Projection
+
+    # readable, but from another build: one layer of width 3 cannot lead into this index
+    Projection(np.zeros((1, 3)), [np.eye(3)]).save(old / "index" / "projection.safetensors")
+    r = run("neighbors", "⟁", "--run", str(old))
+    assert r.exit_code == 1 and "do not agree" in r.output and r.output.count("\n") == 1
 
 
 def test_cli_compress_text_and_json(project):

@@ -31,6 +31,7 @@ from types import SimpleNamespace
 
 from ..corpus import scenes
 from ..errors import ConfigError, ModelError, NotFound
+from ..limits import MAX_SCENE_CHARS
 from ..vocab.unicode import check_unicode
 from .vectors import style_key, unit
 
@@ -93,6 +94,9 @@ def compress(svc, text: str, *, register: str | None = None, level: str | None =
     check_unicode("the text", text)
     if not text.strip():
         raise ConfigError("the text to compress is empty")
+    if len(text) > MAX_SCENE_CHARS:
+        raise ConfigError(f"the text is {len(text):,} characters; compress reads at most "
+                          f"{MAX_SCENE_CHARS:,}, a scene's limit: pass a part of it")
     if register is not None:
         svc.model.check_register(register)
     if level is not None and level not in scenes.LEVELS:
