@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import paths
 from ..display import shown
-from ..errors import GlyphError, SceneError
+from ..errors import ConfigError, GlyphError, SceneError
 from ..files import load_yaml, read_text
 from ..limits import MAX_SCENE_FILE_BYTES
 from ..vocab.registry import Registry
@@ -56,6 +56,17 @@ def header(register: str, level: str, lang: str) -> str:
 # only through the first layers. A run trained with a lead starts every prompt with it; its
 # manifest records which lead it was trained with, and evaluation and expansion follow it.
 LEAD = "\n"
+
+
+def check_style(level: str | None, lang: str | None) -> None:
+    """A level and a language a text may be read in (None: not given); ConfigError if not.
+
+    >>> check_style("micro", None)
+    """
+    if level is not None and level not in LEVELS:
+        raise ConfigError(f"unknown level {level!r}; use one of {', '.join(LEVELS)}")
+    if lang is not None and not LANG_RE.fullmatch(lang):
+        raise ConfigError(f"language {lang!r} must be a two-letter code such as en or ru")
 
 
 def prompt(glyphs: str, register: str, level: str, lang: str, lead: str = "") -> str:

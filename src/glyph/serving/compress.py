@@ -99,10 +99,7 @@ def compress(svc, text: str, *, register: str | None = None, level: str | None =
                           f"{MAX_SCENE_CHARS:,}, a scene's limit: pass a part of it")
     if register is not None:
         svc.model.check_register(register)
-    if level is not None and level not in scenes.LEVELS:
-        raise ConfigError(f"unknown level {level!r}; use one of {', '.join(scenes.LEVELS)}")
-    if lang is not None and not scenes.LANG_RE.fullmatch(lang):
-        raise ConfigError(f"language {lang!r} must be a two-letter code such as en or ru")
+    scenes.check_style(level, lang)
     if k < 1:
         raise ConfigError("k must be >= 1")
     index = svc.index

@@ -66,10 +66,7 @@ def plan(svc, glyph: str, *, register: str = "poetry", level: str | None = None,
     gm = svc.model
     g = gm.glyph(glyph)
     gm.check_register(register)
-    if level is not None and level not in scenes.LEVELS:
-        raise ConfigError(f"unknown level {level!r}; use one of {', '.join(scenes.LEVELS)}")
-    if lang is not None and not scenes.LANG_RE.fullmatch(lang):
-        raise ConfigError(f"--lang {lang!r} must be a two-letter code such as en or ru")
+    scenes.check_style(level, lang)
     if k < 0:
         raise ConfigError("--k must be >= 0")
     hits = svc.neighbors(g.symbol, k=k, register=register) if k else []
