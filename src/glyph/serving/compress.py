@@ -4,7 +4,7 @@ The text is embedded exactly as a scene is for the index (its style header, the 
 base, the index's layers), brought into the index's space by the index's own saved
 :class:`~glyph.serving.projection.Projection` (centred on its style group, whitened, layers
 joined) and compared with every glyph vector. For a corpus scene with its true style this
-is the per-scene retrieval ``glyph eval`` measures (``retrieval_per_scene``).
+is the per-scene retrieval ``glyph eval`` measures (``evaluation.metrics.scene_retrieval``).
 
 The style is part of the embedding. What is not given is taken from the index's own scenes:
 

@@ -21,7 +21,12 @@ from pathlib import Path
 from typing import Any
 
 
-def _unit(x):
+def unit(x):
+    """``x`` scaled to unit length along its last axis (a zero vector stays zero).
+
+    >>> unit([[3.0, 4.0]]).tolist()
+    [[0.6, 0.8]]
+    """
     import numpy as np
 
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -64,7 +69,7 @@ class Projection:
                              f"{self.mean.shape} (layers, width)")
         x = x - self.centres.get(style, self.mean) if style else x - self.mean
         parts = [x[:, i] if t is None else x[:, i] @ t for i, t in enumerate(self.transforms)]
-        return parts[0] if len(parts) == 1 else np.concatenate([_unit(p) for p in parts], -1)
+        return parts[0] if len(parts) == 1 else np.concatenate([unit(p) for p in parts], -1)
 
     @classmethod
     def join(cls, parts: list["Projection"]) -> "Projection":

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from .projection import Projection
+from .projection import Projection, unit
 
 DEFAULT_SCENE_VECTORS = "glyph-whitened"  # chosen by measurement: benchmarks/expand.md
 DEFAULT_GLYPH_VECTORS = "centroid"  # chosen by measurement: benchmarks/expand.md
@@ -65,12 +65,6 @@ def candidate_layers(n_layers: int) -> tuple[int, ...]:
     ((8, 12, 16, 24), (1, 2))
     """
     return tuple(sorted({min(n_layers, max(1, round(f * n_layers))) for f in DEPTHS}))
-
-
-def unit(x):
-    import numpy as np
-
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def scene_vectors(encode: Encoder, scene_list, layers=None):
